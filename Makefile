@@ -1,0 +1,41 @@
+# wharf: `make serve` to run the demo server, `make test` to run the tests. Both install first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install serve test lint format bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "wharf needs Python 3.11 or newer; set PYTHON=python3.11"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[all,dev]"
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install wharf with every extra and the dev tools
+
+serve: install  ## train and register the demo models, then serve them on $(HOST):$(PORT)
+	$(BIN)/wharf demo
+	$(BIN)/wharf serve --host $(HOST) --port $(PORT)
+
+test: install  ## run the whole test suite, as CI does
+	$(BIN)/pytest
+
+lint: install  ## ruff lint and format check, mypy on src
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+bench: install  ## benchmarks; results land in bench/results/
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,22 @@
+"""The application factory of the standalone wharf server."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from wharf.flask import Wharf
+from wharf.http import problems
+from wharf.settings import Settings
+
+
+def create_app(settings: Settings | None = None, *, preload: bool = True) -> Flask:
+    """A Flask application serving wharf's API at the root.
+
+    :param settings: default: read from ``WHARF_*`` variables and the config file.
+    :param preload: load the served models before returning.
+    """
+    app = Flask("wharf")
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    problems.register(app)  # unknown routes and methods answer problem+json too
+    Wharf(app, settings or Settings(), preload=preload)
+    return app

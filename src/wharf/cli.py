@@ -1,0 +1,306 @@
+"""The ``wharf`` command line: parse, call a service, print. Errors exit with their own code."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from wharf.errors import InvalidInput, MalformedBody, WharfError
+from wharf.services import Services, build_services
+from wharf.services.registry import Registration, parse_signature, sha256_of
+from wharf.settings import Settings
+from wharf.version import __version__
+
+
+class CliError(click.ClickException):
+    """A :class:`WharfError` on its way out: printed, with the error's exit code."""
+
+    def __init__(self, error: WharfError) -> None:
+        super().__init__(error.detail)
+        self.exit_code = error.exit_code
+
+
+class WharfGroup(click.Group):
+    """The one place the CLI turns wharf errors into messages and exit codes."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except WharfError as error:
+            raise CliError(error) from error
+
+
+class State:
+    """Lazily built services for one CLI invocation."""
+
+    def __init__(self, overrides: dict[str, Any]) -> None:
+        self.overrides = {k: v for k, v in overrides.items() if v is not None}
+        self._services: Services | None = None
+
+    def settings(self, **more: Any) -> Settings:
+        return Settings(**{**self.overrides, **{k: v for k, v in more.items() if v is not None}})
+
+    @property
+    def services(self) -> Services:
+        if self._services is None:
+            self._services = build_services(self.settings())
+        return self._services
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+def parse_ref(ref: str) -> tuple[str, int | None]:
+    """``NAME`` or ``NAME:VERSION``."""
+    name, sep, version = ref.partition(":")
+    if not sep:
+        return name, None
+    if not version.isdigit():
+        raise InvalidInput(f"Version in {ref!r} must be a whole number, as in {name}:3.", field="ref")
+    return name, int(version)
+
+
+def echo_json(value: Any) -> None:
+    click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY).decode())
+
+
+@click.group(cls=WharfGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="wharf")
+@click.option("--home", type=click.Path(path_type=Path), help="Folder of the embedded registry [WHARF_HOME; ./.wharf].")
+@click.option("--database-url", help="SQLAlchemy URL of the registry database [WHARF_DATABASE_URL].")
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+              help="Log level [WHARF_LOG_LEVEL; INFO].")
+@click.pass_context
+def cli(ctx: click.Context, home: Path | None, database_url: str | None, log_level: str | None) -> None:
+    """wharf: serve trained machine-learning models over a documented REST API.
+
+    Settings come from these options, WHARF_* environment variables, and wharf.toml.
+    """
+    ctx.obj = State({"home": home, "database_url": database_url, "log_level": log_level})
+    ctx.call_on_close(lambda: ctx.obj._services and ctx.obj._services.close())
+    logging.basicConfig(level=ctx.obj.settings().log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+# -- serve -----------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("models", nargs=-1, metavar="[FILE|NAME]...")
+@click.option("--host", help="Address to bind [WHARF_HOST; 127.0.0.1].")
+@click.option("--port", type=int, help="Port to bind [WHARF_PORT; 8000].")
+@click.option("--workers", type=int, help="Worker processes [WHARF_WORKERS; 1].")
+@click.option("--threads", type=int, help="Threads per worker [WHARF_THREADS; 8].")
+@pass_state
+def serve(state: State, models: tuple[str, ...], host: str | None, port: int | None,
+          workers: int | None, threads: int | None) -> None:
+    """Serve models over HTTP with a production WSGI server (gunicorn, threaded workers).
+
+    Each FILE (a model file) is registered under its file name without the extension, unless that
+    exact file is already its latest version; each NAME is a registered model. With no argument,
+    every registered model is served. API docs are at /docs.
+    """
+    from wharf.server import serve as run_server
+
+    services = state.services
+    names = [_model_argument(services, arg) for arg in models]
+    settings = state.settings(host=host, port=port, workers=workers, threads=threads, models=tuple(names) or None)
+    banner = _banner(services, settings)
+    services.close()
+    state._services = None
+    run_server(settings, on_ready=lambda: click.echo(banner, err=True))
+
+
+def _model_argument(services: Services, arg: str) -> str:
+    path = Path(arg)
+    if path.is_file():
+        name = path.stem
+        latest = services.registry.metadata.version(name)
+        if latest is not None and latest.sha256 == sha256_of(path):
+            return name
+        record = services.registry.register(name, path, path.name, Registration())
+        click.echo(f"registered {path} as {name}:{record.version}", err=True)
+        return name
+    services.registry.get(arg)  # raises ModelNotFound with a suggestion
+    return arg
+
+
+def _banner(services: Services, settings: Settings) -> str:
+    base = f"http://{settings.host}:{settings.port}"
+    names = list(settings.models) or sorted(services.registry.metadata.latest_versions())
+    lines = [f"wharf {__version__} serving {len(names)} model(s) at {base}", f"  API docs: {base}/docs"]
+    if names:
+        from wharf.http.schemas import Version
+
+        # The example uses the model with the fewest columns: the shortest command to copy.
+        records = [services.registry.get(name) for name in names]
+        record = min(records, key=lambda r: len(r.signature["inputs"]))
+        body = json.dumps(Version.of(record).example).replace("'", "'\\''")
+        lines.append("  try it:")
+        lines.append(f"    curl -s -H 'Content-Type: application/json' -d '{body}' {base}/v1/models/{record.name}/predict")
+    return "\n".join(lines)
+
+
+# -- models ----------------------------------------------------------------------------------
+
+
+@cli.group(cls=WharfGroup)
+def models() -> None:
+    """List, show, register and delete model versions."""
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@pass_state
+def models_list(state: State, as_json: bool) -> None:
+    """List registered models with their latest version."""
+    registry = state.services.registry
+    rows = []
+    for name in registry.names():
+        versions = registry.versions(name)
+        latest = versions[-1] if versions else None
+        rows.append({
+            "name": name,
+            "versions": len(versions),
+            "latest": latest.version if latest else None,
+            "format": latest.format if latest else "",
+            "description": latest.description if latest else "",
+        })
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("no models registered; add one with: wharf models register NAME FILE")
+        return
+    click.echo(f"{'NAME':<24} {'LATEST':>6} {'VERSIONS':>8}  {'FORMAT':<9} DESCRIPTION")
+    for r in rows:
+        click.echo(f"{r['name']:<24} {r['latest'] or '-':>6} {r['versions']:>8}  {r['format']:<9} {r['description'][:60]}")
+
+
+@models.command("show")
+@click.argument("ref", metavar="NAME[:VERSION]")
+@pass_state
+def models_show(state: State, ref: str) -> None:
+    """Print one version's metadata, signature and an example request as JSON (latest by default)."""
+    from wharf.http.schemas import Version
+
+    name, version = parse_ref(ref)
+    echo_json(Version.of(state.services.registry.get(name, version)).model_dump(mode="json"))
+
+
+@models.command("register")
+@click.argument("name")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["joblib", "pickle", "skops", "onnx", "xgboost", "lightgbm"]),
+              help="The file's format; guessed from its name and content when omitted.")
+@click.option("--signature", help="Inputs and output as JSON, or @FILE holding it (for models that cannot say).")
+@click.option("--description", default="", help="What the version is.")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="A tag; repeat for more.")
+@click.option("--metadata", help="Free-form JSON object stored with the version ('example' is shown in docs).")
+@pass_state
+def models_register(state: State, name: str, file: Path, fmt: str | None, signature: str | None,
+                    description: str, tags: tuple[str, ...], metadata: str | None) -> None:
+    """Register FILE as the next version of model NAME."""
+    options = Registration(
+        format=fmt,
+        signature=parse_signature(_json_option(signature, "--signature")),
+        description=description,
+        tags=dict(_tag(t) for t in tags),
+        extra=_json_option(metadata, "--metadata") or {},
+    )
+    record = state.services.registry.register(name, file, file.name, options)
+    click.echo(f"registered {file} as {record.name}:{record.version} ({record.format}, sha256 {record.sha256[:12]})")
+
+
+def _json_option(value: str | None, option: str) -> Any:
+    if value is None:
+        return None
+    text = Path(value[1:]).read_text() if value.startswith("@") else value
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MalformedBody(f"{option} is not valid JSON: {exc}.", field=option) from exc
+
+
+def _tag(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise InvalidInput(f"--tag takes KEY=VALUE, got {text!r}.", field="--tag")
+    return key, value
+
+
+@models.command("delete")
+@click.argument("ref", metavar="NAME[:VERSION]")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_state
+def models_delete(state: State, ref: str, yes: bool) -> None:
+    """Delete one version (NAME:VERSION) or a whole model (NAME)."""
+    name, version = parse_ref(ref)
+    what = f"{name}:{version}" if version is not None else f"model {name} and all its versions"
+    if not yes:
+        click.confirm(f"Delete {what}?", abort=True)
+    deleted = state.services.registry.delete(name, version)
+    click.echo(f"deleted {name} version(s) {', '.join(str(r.version) for r in deleted) or 'none'}")
+
+
+# -- predict ---------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("ref", metavar="NAME[:VERSION]")
+@click.option("--input", "input_file", required=True, type=click.File("rb"),
+              help="Rows as .csv (with a header), .json (a request body or a list of rows) or - for stdin.")
+@click.option("--probabilities", is_flag=True, help="Add class probabilities (classifiers).")
+@pass_state
+def predict(state: State, ref: str, input_file: io.BufferedReader, probabilities: bool) -> None:
+    """Predict with a registered model, in process, and print the response as JSON."""
+    name, version = parse_ref(ref)
+    data = input_file.read()
+    inference = state.services.inference
+    if input_file.name.endswith(".csv") or (not data.lstrip().startswith((b"{", b"["))):
+        result = inference.predict(name, version, csv=data, probabilities=probabilities)
+    else:
+        try:
+            body = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise MalformedBody(f"{input_file.name} is not valid JSON: {exc}.", field="--input") from exc
+        if isinstance(body, list):
+            body = {"instances": body}
+        result = inference.predict(name, version, body=body, probabilities=probabilities)
+    echo_json(result)
+
+
+# -- demo ------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--force", is_flag=True, help="Register new versions even where the demo models exist.")
+@pass_state
+def demo(state: State, force: bool) -> None:
+    """Train demo models from datasets inside scikit-learn and register them.
+
+    iris (logistic regression pipeline), diabetes (random forest, skops), digits (MLP as ONNX) and
+    breast-cancer (gradient boosting). Models already registered are kept.
+    """
+    from wharf.services.demo import install_demos
+
+    added = install_demos(state.services.registry, force=force)
+    for record in added:
+        click.echo(f"registered demo model {record.name}:{record.version} ({record.format})")
+    if not added:
+        click.echo("demo models already registered")
+
+
+def main() -> None:
+    cli(prog_name="wharf")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""Every error wharf raises on purpose, defined once.
+
+Each class carries the HTTP status it maps to, a stable problem ``type`` slug (RFC 9457) and a CLI
+exit code; :mod:`wharf.http.problems` and :mod:`wharf.cli` are the only places that turn them into
+responses. Instances say *where* the fault is (``field``, ``row``, ``column``) when it has a place::
+
+    WharfError                      500  internal
+    ├── BadRequest                  400  bad-request
+    │   ├── MalformedBody           400  malformed-body       the body does not parse
+    │   └── UnsupportedMediaType    415  unsupported-media-type
+    ├── NotFound                    404  not-found
+    │   ├── ModelNotFound           404  model-not-found
+    │   └── VersionNotFound         404  version-not-found
+    ├── Conflict                    409  conflict
+    │   └── IncompatibleVersion     409  incompatible-version  framework major.minor differs (strict)
+    ├── ContentTooLarge             413  content-too-large    body, upload or row count over a limit
+    ├── InvalidInput                422  invalid-input        rows that do not fit the signature
+    ├── InvalidModel                422  invalid-model        an upload that is not a model of its format
+    │   └── UnsafeModel             422  unsafe-model         types not on the trusted list
+    ├── MissingDependency           501  missing-dependency   a format's extra is not installed
+    └── ModelError                  500  model-error          the model failed on valid input
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+PROBLEM_BASE = "urn:wharf:problem:"
+
+
+class WharfError(Exception):
+    """Base of every deliberate wharf error.
+
+    :param detail: what was wrong, what was expected, what was got, and the fix.
+    :param field: location in the request body, e.g. ``instances[3].age``.
+    :param row: zero-based row index of the offending input row.
+    :param column: the input column at fault.
+    """
+
+    status: ClassVar[HTTPStatus] = HTTPStatus.INTERNAL_SERVER_ERROR
+    slug: ClassVar[str] = "internal"
+    exit_code: ClassVar[int] = 1
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        field: str | None = None,
+        row: int | None = None,
+        column: str | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+        self.row = row
+        self.column = column
+        self.extra = extra
+
+    @property
+    def title(self) -> str:
+        return self.status.phrase
+
+    @property
+    def type(self) -> str:
+        return PROBLEM_BASE + self.slug
+
+    def to_problem(self) -> dict[str, Any]:
+        """Render as an RFC 9457 problem object (without ``instance``)."""
+        problem: dict[str, Any] = {
+            "type": self.type,
+            "title": self.title,
+            "status": int(self.status),
+            "detail": self.detail,
+        }
+        for key in ("field", "row", "column"):
+            value = getattr(self, key)
+            if value is not None:
+                problem[key] = value
+        problem.update(self.extra)
+        return problem
+
+
+class BadRequest(WharfError):
+    status = HTTPStatus.BAD_REQUEST
+    slug = "bad-request"
+    exit_code = 2
+
+
+class MalformedBody(BadRequest):
+    slug = "malformed-body"
+
+
+class UnsupportedMediaType(BadRequest):
+    status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+    slug = "unsupported-media-type"
+
+
+class NotFound(WharfError):
+    status = HTTPStatus.NOT_FOUND
+    slug = "not-found"
+    exit_code = 3
+
+
+class ModelNotFound(NotFound):
+    slug = "model-not-found"
+
+
+class VersionNotFound(NotFound):
+    slug = "version-not-found"
+
+
+class Conflict(WharfError):
+    status = HTTPStatus.CONFLICT
+    slug = "conflict"
+    exit_code = 4
+
+
+class IncompatibleVersion(Conflict):
+    slug = "incompatible-version"
+
+
+class ContentTooLarge(WharfError):
+    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    slug = "content-too-large"
+    exit_code = 2
+
+    @property
+    def title(self) -> str:
+        return "Content Too Large"
+
+
+class InvalidInput(WharfError):
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+    slug = "invalid-input"
+    exit_code = 2
+
+    @property
+    def title(self) -> str:
+        return "Invalid Input"
+
+
+class InvalidModel(WharfError):
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+    slug = "invalid-model"
+    exit_code = 2
+
+    @property
+    def title(self) -> str:
+        return "Invalid Model"
+
+
+class UnsafeModel(InvalidModel):
+    slug = "unsafe-model"
+
+    @property
+    def title(self) -> str:
+        return "Unsafe Model"
+
+
+class MissingDependency(WharfError):
+    status = HTTPStatus.NOT_IMPLEMENTED
+    slug = "missing-dependency"
+    exit_code = 5
+
+    @property
+    def title(self) -> str:
+        return "Missing Dependency"
+
+
+class ModelError(WharfError):
+    slug = "model-error"
+
+    @property
+    def title(self) -> str:
+        return "Model Error"

@@ -1,0 +1,56 @@
+"""wharf as a Flask extension: ``Wharf(app)`` adds the model API to your own application.
+
+::
+
+    from flask import Flask
+    from wharf.flask import Wharf
+
+    app = Flask(__name__)
+    Wharf(app, url_prefix="/ml")   # /ml/v1/models/<name>/predict, /ml/docs, ...
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from wharf.http import make_blueprint
+from wharf.services import Services, build_services
+from wharf.settings import Settings
+
+EXTENSION = "wharf"
+
+
+class Wharf:
+    """Mounts wharf's API on a Flask application.
+
+    :param app: the application, or None to call :meth:`init_app` later.
+    :param settings: wharf settings; default: read from ``WHARF_*`` variables and the config file.
+    :param url_prefix: where the routes are mounted.
+    :param preload: load every served model before the first request.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        settings: Settings | None = None,
+        *,
+        url_prefix: str = "",
+        preload: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.url_prefix = url_prefix
+        self.preload = preload
+        self.services: Services | None = None
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask, settings: Settings | None = None) -> None:
+        settings = settings or self.settings or Settings()
+        services = build_services(settings)
+        app.extensions[EXTENSION] = services
+        app.register_blueprint(make_blueprint(), url_prefix=self.url_prefix or None)
+        if self.preload:
+            services.inference.preload()
+        else:
+            services.inference.ready.set()
+        self.services = services

@@ -1,0 +1,290 @@
+"""The routes of the wharf API, as one blueprint."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, current_app, render_template, request, send_from_directory, url_for
+from pydantic import ValidationError
+
+from wharf.errors import BadRequest, InvalidInput, WharfError
+from wharf.http import problems
+from wharf.http.bodies import (
+    CSV_TYPES,
+    JSON_TYPES,
+    is_json,
+    json_response,
+    media_type,
+    parse_json,
+    read_body,
+    unsupported,
+)
+from wharf.http.openapi import build_spec, documented
+from wharf.http.schemas import (
+    Deleted,
+    Health,
+    Model,
+    ModelList,
+    Prediction,
+    PredictRequest,
+    UploadForm,
+    UploadMetadata,
+    Version,
+    VersionList,
+)
+from wharf.services import Services
+from wharf.services.registry import Registration
+from wharf.storage import VersionRecord
+
+NAME = "wharf"
+TRUE = frozenset({"1", "true", "yes", "on"})
+
+
+def services() -> Services:
+    return current_app.extensions[NAME]  # type: ignore[no-any-return]
+
+
+def make_blueprint() -> Blueprint:
+    """A fresh blueprint (one per application, so tests can build many apps)."""
+    bp = Blueprint(NAME, __name__, template_folder="templates")
+    problems.register(bp)
+    for rule, view, methods in ROUTES:
+        bp.add_url_rule(rule, view_func=view, methods=methods)
+    return bp
+
+
+def _flag(name: str) -> bool:
+    return request.args.get(name, "").lower() in TRUE
+
+
+def _version_json(record: VersionRecord) -> dict[str, Any]:
+    return Version.of(record).model_dump(mode="json")
+
+
+# -- health ----------------------------------------------------------------------------------
+
+
+@documented("Liveness: the process answers.", tags=("health",), responses={200: Health})
+def healthz() -> Any:
+    return json_response({"status": "ok"})
+
+
+@documented("Readiness: the served models are loaded.", tags=("health",), responses={200: Health, 503: None})
+def readyz() -> Any:
+    inference = services().inference
+    if not inference.ready.is_set():
+        return problems.problem(
+            503,
+            {
+                "type": "urn:wharf:problem:not-ready",
+                "title": "Service Unavailable",
+                "status": 503,
+                "detail": "Models are still loading.",
+            },
+        )
+    return json_response({"status": "ready", "models": len(inference.served_names())})
+
+
+# -- models ----------------------------------------------------------------------------------
+
+
+@documented("List the served models with their latest version.", tags=("models",), responses={200: ModelList})
+def list_models() -> Any:
+    svc = services()
+    models = []
+    for name in svc.inference.served_names():
+        versions = svc.registry.versions(name)
+        latest = versions[-1] if versions else None
+        models.append(
+            Model(
+                name=name,
+                latest_version=latest.version if latest else None,
+                versions=len(versions),
+                latest=Version.of(latest) if latest else None,
+            ).model_dump(mode="json")
+        )
+    return json_response({"models": models})
+
+
+@documented("One model: its latest version, signature and an example request.", tags=("models",), responses={200: Model})
+def get_model(name: str) -> Any:
+    svc = services()
+    svc.inference.check_served(name)
+    versions = svc.registry.versions(name)
+    latest = versions[-1] if versions else None
+    body = Model(
+        name=name,
+        latest_version=latest.version if latest else None,
+        versions=len(versions),
+        latest=Version.of(latest) if latest else None,
+    )
+    return json_response(body.model_dump(mode="json"))
+
+
+@documented("Delete a model and all its versions.", tags=("models",), responses={200: Deleted})
+def delete_model(name: str) -> Any:
+    svc = services()
+    svc.inference.check_served(name)
+    deleted = svc.registry.delete(name)
+    svc.inference.forget(name)
+    return json_response({"name": name, "deleted": [r.version for r in deleted]})
+
+
+@documented("All versions of a model, oldest first.", tags=("versions",), responses={200: VersionList})
+def list_versions(name: str) -> Any:
+    svc = services()
+    svc.inference.check_served(name)
+    return json_response({"name": name, "versions": [_version_json(r) for r in svc.registry.versions(name)]})
+
+
+@documented("One version: metadata, signature and an example request.", tags=("versions",), responses={200: Version})
+def get_version(name: str, version: int) -> Any:
+    svc = services()
+    svc.inference.check_served(name)
+    return json_response(_version_json(svc.registry.get(name, version)))
+
+
+@documented("Delete one version.", tags=("versions",), responses={200: Deleted})
+def delete_version(name: str, version: int) -> Any:
+    svc = services()
+    svc.inference.check_served(name)
+    deleted = svc.registry.delete(name, version)
+    svc.inference.forget(name, version)
+    return json_response({"name": name, "deleted": [r.version for r in deleted]})
+
+
+@documented(
+    "Register a new version from an uploaded model file.",
+    tags=("versions",),
+    responses={201: Version},
+    body=UploadForm,
+    body_media=("multipart/form-data",),
+)
+def upload_version(name: str) -> Any:
+    svc = services()
+    svc.inference.check_served(name)
+    request.max_content_length = svc.settings.max_upload_bytes
+    if media_type() != "multipart/form-data":
+        raise unsupported(("multipart/form-data",))
+    upload = request.files.get("file")
+    if upload is None:
+        raise BadRequest("Send the model file as the multipart field 'file'.", field="file")
+    options = _upload_options(request.form.get("metadata"))
+    filename = upload.filename or name
+    with tempfile.TemporaryDirectory(dir=svc.settings.home) as tmp:
+        path = Path(tmp) / "upload"  # never the client's file name: no path reaches the disk
+        upload.save(path)
+        record = svc.registry.register(name, path, filename, options)
+    svc.inference.forget(name)
+    location = url_for(f"{NAME}.get_version", name=name, version=record.version)
+    return json_response(_version_json(record), status=201, headers={"Location": location})
+
+
+def _upload_options(raw: str | None) -> Registration:
+    if not raw:
+        return Registration()
+    data = parse_json(raw.encode())
+    try:
+        meta = UploadMetadata.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"])
+        raise InvalidInput(f"Invalid upload metadata at {where!r}: {error['msg']}.", field=f"metadata.{where}") from exc
+    return Registration(
+        format=meta.format,
+        signature=meta.signature,
+        description=meta.description,
+        tags=meta.tags,
+        extra=meta.metadata,
+    )
+
+
+# -- predict ---------------------------------------------------------------------------------
+
+PREDICT_QUERY = {"probabilities": "true to add class probabilities and labels (classifiers)."}
+PREDICT_MEDIA = ("application/json", "text/csv")
+
+
+@documented(
+    "Predict with the latest version.",
+    tags=("predict",),
+    responses={200: Prediction},
+    body=PredictRequest,
+    body_media=PREDICT_MEDIA,
+    query=PREDICT_QUERY,
+)
+def predict(name: str) -> Any:
+    return _predict(name, None)
+
+
+@documented(
+    "Predict with one version.",
+    tags=("predict",),
+    responses={200: Prediction},
+    body=PredictRequest,
+    body_media=PREDICT_MEDIA,
+    query=PREDICT_QUERY,
+)
+def predict_version(name: str, version: int) -> Any:
+    return _predict(name, version)
+
+
+def _predict(name: str, version: int | None) -> Any:
+    svc = services()
+    kind = media_type()
+    if not is_json(kind) and kind not in CSV_TYPES:
+        raise unsupported(JSON_TYPES[:1] + CSV_TYPES)
+    data = read_body(svc.settings.max_body_bytes)
+    probabilities = _flag("probabilities")
+    if kind in CSV_TYPES:
+        result = svc.inference.predict(name, version, csv=data, probabilities=probabilities)
+    else:
+        result = svc.inference.predict(name, version, body=parse_json(data), probabilities=probabilities)
+    return json_response(result)
+
+
+# -- docs ------------------------------------------------------------------------------------
+
+
+def openapi() -> Any:
+    svc = services()
+    examples: dict[str, Any] = {}
+    for name in svc.inference.served_names():
+        try:
+            record = svc.registry.get(name)
+        except WharfError:
+            continue
+        examples[name] = {"summary": f"{name} v{record.version}", "value": Version.of(record).example}
+    return json_response(build_spec(current_app._get_current_object(), NAME, examples))  # type: ignore[attr-defined]
+
+
+def docs() -> Any:
+    return render_template("wharf_docs.html", spec_url=url_for(f"{NAME}.openapi"))
+
+
+def docs_asset(filename: str) -> Any:
+    if filename == "wharf-docs.js":
+        return send_from_directory(Path(__file__).parent / "static", filename)
+    import swagger_ui  # assets only; the package's framework handlers are not used
+
+    return send_from_directory(Path(swagger_ui.__file__).parent / "static", filename)
+
+
+ROUTES: list[tuple[str, Any, list[str]]] = [
+    ("/healthz", healthz, ["GET"]),
+    ("/readyz", readyz, ["GET"]),
+    ("/openapi.json", openapi, ["GET"]),
+    ("/docs", docs, ["GET"]),
+    ("/docs/assets/<path:filename>", docs_asset, ["GET"]),
+    ("/v1/models", list_models, ["GET"]),
+    ("/v1/models/<name>", get_model, ["GET"]),
+    ("/v1/models/<name>", delete_model, ["DELETE"]),
+    ("/v1/models/<name>/versions", list_versions, ["GET"]),
+    ("/v1/models/<name>/versions", upload_version, ["POST"]),
+    ("/v1/models/<name>/versions/<int:version>", get_version, ["GET"]),
+    ("/v1/models/<name>/versions/<int:version>", delete_version, ["DELETE"]),
+    ("/v1/models/<name>/predict", predict, ["POST"]),
+    ("/v1/models/<name>/versions/<int:version>/predict", predict_version, ["POST"]),
+]

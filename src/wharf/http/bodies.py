@@ -1,0 +1,58 @@
+"""Reading request bodies: media types, size limits and JSON parsing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from flask import Response, request
+
+from wharf.errors import MalformedBody, UnsupportedMediaType
+
+JSON_TYPES = ("application/json", "application/x-www-form-urlencoded")
+CSV_TYPES = ("text/csv",)
+
+
+def media_type() -> str:
+    return (request.mimetype or "").lower()
+
+
+def is_json(mimetype: str) -> bool:
+    # curl -d sends application/x-www-form-urlencoded unless told otherwise; accept it as JSON.
+    return mimetype in JSON_TYPES or mimetype.endswith("+json")
+
+
+def read_body(limit: int) -> bytes:
+    """The raw body, at most ``limit`` bytes (413 above); :raises MalformedBody: when empty."""
+    request.max_content_length = limit
+    data = request.get_data(cache=False)
+    if not data:
+        raise MalformedBody("The request body is empty; send a JSON object or CSV rows.", field="body")
+    return data
+
+
+def parse_json(data: bytes) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedBody(
+            f"The body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
+            field="body",
+        ) from exc
+
+
+def unsupported(accepted: tuple[str, ...]) -> UnsupportedMediaType:
+    got = request.mimetype or "none"
+    return UnsupportedMediaType(
+        f"Content-Type {got!r} is not accepted here; send one of {', '.join(accepted)}.",
+        field="Content-Type",
+    )
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
+        status=status,
+        headers=headers,
+        mimetype="application/json",
+    )

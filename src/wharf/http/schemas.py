@@ -1,0 +1,173 @@
+"""Shapes of the JSON the API takes and gives, as pydantic models.
+
+They document the API (OpenAPI is generated from them) and render metadata responses. The
+prediction hot path does not validate through them: the compiled decoder does that, faster.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from wharf.signature import Signature
+from wharf.storage import VersionRecord
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem: what went wrong, and where."""
+
+    type: str = Field(examples=["urn:wharf:problem:invalid-input"])
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    field: str | None = Field(None, description="Where in the body, e.g. `instances[3].age`.")
+    row: int | None = Field(None, description="Zero-based index of the row at fault.")
+    column: str | None = Field(None, description="The input column at fault.")
+
+
+class Version(BaseModel):
+    """One registered version of a model."""
+
+    name: str
+    version: int
+    format: str
+    signature: Signature
+    sha256: str
+    size: int
+    filename: str
+    created_at: datetime
+    description: str
+    tags: dict[str, str]
+    library_versions: dict[str, str] = Field(
+        description="Versions of Python, numpy, scikit-learn and the model's framework it was made with."
+    )
+    warnings: list[str]
+    metadata: dict[str, Any] = Field(description="Free-form metadata given at registration.")
+    example: dict[str, Any] = Field(description="A request body this version accepts.")
+
+    @classmethod
+    def of(cls, record: VersionRecord) -> Version:
+        signature = Signature.model_validate(record.signature)
+        example = record.extra.get("example")
+        rows = [example] if isinstance(example, dict) else [signature.example_row()]
+        return cls(
+            name=record.name,
+            version=record.version,
+            format=record.format,
+            signature=signature,
+            sha256=record.sha256,
+            size=record.size,
+            filename=record.filename,
+            created_at=record.created_at,
+            description=record.description,
+            tags=record.tags,
+            library_versions=record.library_versions,
+            warnings=record.warnings,
+            metadata={k: v for k, v in record.extra.items() if k != "example"},
+            example={"instances": rows},
+        )
+
+
+class Model(BaseModel):
+    """A model: a name and its versions."""
+
+    name: str
+    latest_version: int | None
+    versions: int = Field(description="How many versions it has.")
+    latest: Version | None
+
+
+class ModelList(BaseModel):
+    models: list[Model]
+
+
+class VersionList(BaseModel):
+    name: str
+    versions: list[Version]
+
+
+class Deleted(BaseModel):
+    name: str
+    deleted: list[int] = Field(description="Version numbers removed.")
+
+
+class Health(BaseModel):
+    status: Literal["ok", "ready"]
+    models: int | None = None
+
+
+Value = float | int | str | bool | None
+
+
+class InstancesRequest(BaseModel):
+    """Rows: objects keyed by column, or lists in signature order."""
+
+    model_config = ConfigDict(extra="forbid")
+    instances: list[dict[str, Value] | list[Value]] = Field(min_length=1)
+    return_: list[Literal["predictions", "probabilities"]] | None = Field(None, alias="return")
+
+
+class InputsRequest(BaseModel):
+    """Columns: each column's values, one per row."""
+
+    model_config = ConfigDict(extra="forbid")
+    inputs: dict[str, list[Value]]
+    return_: list[Literal["predictions", "probabilities"]] | None = Field(None, alias="return")
+
+
+class DataframeSplit(BaseModel):
+    columns: list[str]
+    data: list[list[Value]]
+    index: list[Any] | None = None
+
+
+class DataframeSplitRequest(BaseModel):
+    """MLflow's ``dataframe_split`` format."""
+
+    model_config = ConfigDict(extra="forbid")
+    dataframe_split: DataframeSplit
+    return_: list[Literal["predictions", "probabilities"]] | None = Field(None, alias="return")
+
+
+class DataframeRecordsRequest(BaseModel):
+    """MLflow's ``dataframe_records`` format."""
+
+    model_config = ConfigDict(extra="forbid")
+    dataframe_records: list[dict[str, Value]] = Field(min_length=1)
+    return_: list[Literal["predictions", "probabilities"]] | None = Field(None, alias="return")
+
+
+PredictRequest = InstancesRequest | InputsRequest | DataframeSplitRequest | DataframeRecordsRequest
+
+
+class Prediction(BaseModel):
+    """Predictions, one per input row, in order."""
+
+    model: str
+    version: int
+    predictions: list[Any]
+    probabilities: list[list[float]] | None = Field(
+        None, description="Per row, one probability per class in `classes` order (when asked)."
+    )
+    classes: list[Any] | None = None
+
+
+class UploadMetadata(BaseModel):
+    """The optional ``metadata`` part of a version upload (a JSON object)."""
+
+    model_config = ConfigDict(extra="forbid")
+    format: str | None = Field(None, description="joblib, pickle, skops, onnx, xgboost or lightgbm; else guessed.")
+    signature: Signature | None = Field(None, description="Inputs and output, where the model cannot say.")
+    description: str = Field("", max_length=10_000)
+    tags: dict[str, str] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Free-form; `example` is a row shown in docs.")
+
+
+class UploadForm(BaseModel):
+    """``multipart/form-data`` of a version upload."""
+
+    file: bytes = Field(description="The model file.")
+    metadata: str | None = Field(None, description="A JSON object as in UploadMetadata.")

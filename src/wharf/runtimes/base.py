@@ -1,0 +1,100 @@
+"""The protocol every runtime implements, and helpers they share.
+
+A runtime wraps one loaded model of one format. It never imports Flask or SQLAlchemy, and converts
+its framework's exceptions into wharf errors at this boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+from wharf.batch import Batch
+from wharf.errors import InvalidInput, ModelError, WharfError
+from wharf.signature import Output, Signature
+
+
+@runtime_checkable
+class Runtime(Protocol):
+    """One loaded model.
+
+    ``signature`` is the explicit one given at load, completed by what the model knows.
+    ``made_with`` maps library names to the versions the artifact records it was made with, where
+    the artifact records them.
+    """
+
+    format: ClassVar[str]
+    framework: ClassVar[str]
+    signature: Signature
+    made_with: dict[str, str]
+
+    @classmethod
+    def load(
+        cls,
+        path: Path,
+        *,
+        fmt: str,
+        signature: Signature | None = None,
+        trusted: tuple[str, ...] = (),
+    ) -> Runtime:
+        """Load the artifact at ``path``, a file of format ``fmt``.
+
+        :raises InvalidModel: the file is not a model of this format.
+        :raises UnsafeModel: the file holds types that are not trusted.
+        :raises MissingDependency: the format's library is not installed.
+        """
+        ...
+
+    def predict(self, batch: Batch) -> np.ndarray:
+        """Labels (classifiers) or values, shape ``(n_rows,)`` or ``(n_rows, n_outputs)``."""
+        ...
+
+    def predict_proba(self, batch: Batch) -> np.ndarray | None:
+        """Class probabilities ``(n_rows, n_classes)`` in ``signature.output.classes`` order,
+        or None when the model has none."""
+        ...
+
+
+def complete(inferred: Signature | None, explicit: Signature | None, what: str) -> Signature:
+    """The explicit signature where given, with class labels filled in from the model.
+
+    :raises InvalidModel: neither is available.
+    """
+    from wharf.errors import InvalidModel
+
+    if explicit is None:
+        if inferred is None:
+            raise InvalidModel(
+                f"Cannot infer the input columns of this {what}; register it with an explicit "
+                'signature, e.g. {"inputs": [{"name": "x0", "dtype": "float64"}, ...]}.'
+            )
+        return inferred
+    if inferred is not None and explicit.output.classes is None and inferred.output.classes:
+        output = Output(kind=inferred.output.kind, classes=inferred.output.classes)
+        return Signature(inputs=explicit.inputs, output=output)
+    return explicit
+
+
+def labels_from_proba(proba: np.ndarray, classes: list[Any] | None) -> np.ndarray:
+    """The most probable class of each row, as labels where ``classes`` are known."""
+    index = proba.argmax(axis=1)
+    if classes is None:
+        return index
+    return np.asarray(classes)[index]
+
+
+@contextmanager
+def calling_model(name: str) -> Iterator[None]:
+    """Convert a framework's exception raised by a predict call into a wharf error."""
+    try:
+        yield
+    except WharfError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        raise InvalidInput(f"The {name} model rejected the input: {exc}") from exc
+    except Exception as exc:
+        raise ModelError(f"The {name} model failed: {type(exc).__name__}: {exc}") from exc

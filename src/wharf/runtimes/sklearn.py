@@ -1,0 +1,212 @@
+"""scikit-learn estimators and pipelines (and anything with their API) from joblib, pickle or skops.
+
+joblib and pickle files run code when loaded; only load files you trust. skops files are loaded with
+an explicit list of trusted types and refused, with the untrusted type names, otherwise.
+"""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+from pathlib import Path
+from typing import Any, ClassVar
+
+import joblib
+import numpy as np
+import sklearn
+from sklearn.base import is_regressor
+from sklearn.utils import get_tags
+
+from wharf.batch import Batch
+from wharf.errors import InvalidModel, MissingDependency, UnsafeModel
+from wharf.runtimes.base import calling_model, complete
+from wharf.signature import Column, DType, Output, Signature, dtype_from_numpy
+
+TEXT_COLUMN = "text"
+TRUSTED_PREFIXES = ("sklearn.",)
+"""skops types trusted without asking: scikit-learn's own classes (its Tree, loss objects, ...)."""
+
+
+def _load_object(path: Path, fmt: str, trusted: tuple[str, ...]) -> tuple[Any, str | None]:
+    """The unpickled object and the scikit-learn version it was saved with, when it says."""
+    if fmt == "skops":
+        return _load_skops(path, trusted), None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", sklearn.exceptions.InconsistentVersionWarning)
+        try:
+            if fmt == "pickle":
+                with path.open("rb") as fh:
+                    obj = pickle.load(fh)  # noqa: S301 - documented: pickles are admin-only
+            else:
+                obj = joblib.load(path)
+        except Exception as exc:
+            raise InvalidModel(f"This is not a loadable {fmt} file: {type(exc).__name__}: {exc}") from exc
+    saved = None
+    for warning in caught:
+        if isinstance(warning.message, sklearn.exceptions.InconsistentVersionWarning):
+            saved = warning.message.original_sklearn_version
+    return obj, saved
+
+
+def _load_skops(path: Path, trusted: tuple[str, ...]) -> Any:
+    try:
+        import skops.io as sio
+    except ImportError as exc:
+        raise MissingDependency("Loading skops files needs skops; run: pip install 'wharf[skops]'.") from exc
+    try:
+        untrusted = sio.get_untrusted_types(file=path)
+    except Exception as exc:
+        raise InvalidModel(f"This is not a skops file: {type(exc).__name__}: {exc}") from exc
+    refused = sorted(t for t in set(untrusted) - set(trusted) if not t.startswith(TRUSTED_PREFIXES))
+    if refused:
+        raise UnsafeModel(
+            f"The skops file holds types that are not trusted: {', '.join(refused)}. Review them "
+            "and add the ones you trust to WHARF_SKOPS_TRUSTED_TYPES.",
+            untrusted=refused,
+        )
+    try:
+        return sio.load(path, trusted=list(untrusted))
+    except Exception as exc:
+        raise InvalidModel(f"The skops file does not load: {type(exc).__name__}: {exc}") from exc
+
+
+def _is_text_vectorizer(step: Any) -> bool:
+    return hasattr(step, "vocabulary_") and hasattr(step, "build_analyzer")
+
+
+def _first_step(estimator: Any) -> Any:
+    return _steps(estimator)[0]
+
+
+def _steps(estimator: Any) -> list[Any]:
+    """The estimators a row passes through, nested pipelines flattened."""
+    steps = getattr(estimator, "steps", None)
+    if not steps:
+        return [estimator]
+    return [inner for _, step in steps if step not in (None, "passthrough") for inner in _steps(step)]
+
+
+def _allow_nan(estimator: Any, after: list[Any] | None = None) -> bool:
+    """Whether a missing value can pass: an imputer comes before any step that refuses NaN.
+
+    :param after: steps that run after ``estimator`` (the rest of an outer pipeline).
+    """
+    for step in [*_steps(estimator), *(after or [])]:
+        if type(step).__name__.endswith("Imputer"):  # SimpleImputer, KNNImputer, IterativeImputer
+            return True
+        try:
+            if not get_tags(step).input_tags.allow_nan:
+                return False
+        except Exception:
+            return False
+    return True
+
+
+def _column_kinds(estimator: Any) -> dict[str, tuple[DType, bool]]:
+    """Per-column dtype and nullability where a fitted ColumnTransformer says."""
+    steps = _steps(estimator)
+    first, rest = steps[0], steps[1:]
+    kinds: dict[str, tuple[DType, bool]] = {}
+    for _, transformer, columns in getattr(first, "transformers_", []):
+        if isinstance(columns, str):
+            columns = [columns]
+        if isinstance(transformer, str) or not isinstance(columns, list | tuple):
+            continue
+        head = _first_step(transformer)
+        nullable = _allow_nan(transformer, rest)
+        categories = getattr(_last_step(transformer, "categories_"), "categories_", None)
+        for j, name in enumerate(columns):
+            if not isinstance(name, str):
+                continue
+            if _is_text_vectorizer(head):
+                kinds[name] = ("string", False)
+            elif categories is not None and j < len(categories):
+                kinds[name] = (dtype_from_numpy(categories[j].dtype.kind), nullable)
+            else:
+                kinds[name] = ("float64", nullable)
+    return kinds
+
+
+def _last_step(transformer: Any, attribute: str) -> Any:
+    for _, step in reversed(getattr(transformer, "steps", [])):
+        if hasattr(step, attribute):
+            return step
+    return transformer
+
+
+def infer_signature(estimator: Any) -> Signature | None:
+    """What a fitted estimator says about its inputs and output."""
+    classes = getattr(estimator, "classes_", None)
+    if classes is not None:
+        output = Output(kind="classification", classes=np.asarray(classes).tolist())
+    else:
+        output = Output(kind="regression" if is_regressor(estimator) else "other")
+    if _is_text_vectorizer(_first_step(estimator)):
+        return Signature(inputs=[Column(name=TEXT_COLUMN, dtype="string")], output=output)
+    nullable = _allow_nan(estimator)
+    names = getattr(estimator, "feature_names_in_", None)
+    if names is not None:
+        kinds = _column_kinds(estimator)
+        columns = [
+            Column(name=str(n), dtype=kinds.get(n, ("float64", nullable))[0],
+                   nullable=kinds.get(n, ("float64", nullable))[1])
+            for n in names
+        ]
+        return Signature(inputs=columns, output=output)
+    try:
+        n_features = int(estimator.n_features_in_)
+    except (AttributeError, TypeError):
+        return None
+    inputs = [Column(name=f"x{i}", nullable=nullable) for i in range(n_features)]
+    return Signature(inputs=inputs, output=output)
+
+
+class SklearnRuntime:
+    """An object with scikit-learn's ``predict`` (and maybe ``predict_proba``) API."""
+
+    format: ClassVar[str] = "joblib"
+    framework: ClassVar[str] = "scikit-learn"
+
+    def __init__(self, estimator: Any, signature: Signature, made_with: dict[str, str]) -> None:
+        self.estimator = estimator
+        self.signature = signature
+        self.made_with = made_with
+        self._text = _is_text_vectorizer(_first_step(estimator))
+        self._frame = getattr(estimator, "feature_names_in_", None) is not None
+        self._has_proba = hasattr(estimator, "predict_proba")
+
+    @classmethod
+    def load(
+        cls,
+        path: Path,
+        *,
+        signature: Signature | None = None,
+        trusted: tuple[str, ...] = (),
+        fmt: str = "joblib",
+    ) -> SklearnRuntime:
+        estimator, saved_version = _load_object(path, fmt, trusted)
+        if not callable(getattr(estimator, "predict", None)):
+            raise InvalidModel(
+                f"The {fmt} file holds a {type(estimator).__name__}, which has no predict method; "
+                "save the fitted estimator or pipeline itself."
+            )
+        resolved = complete(infer_signature(estimator), signature, type(estimator).__name__)
+        made_with = {"scikit-learn": saved_version or sklearn.__version__}
+        return cls(estimator, resolved, made_with)
+
+    def _inputs(self, batch: Batch) -> Any:
+        if self._text:
+            return batch.column(0)
+        if self._frame:
+            return batch.as_frame()
+        return batch.as_array()
+
+    def predict(self, batch: Batch) -> np.ndarray:
+        with calling_model(type(self.estimator).__name__):
+            return np.asarray(self.estimator.predict(self._inputs(batch)))
+
+    def predict_proba(self, batch: Batch) -> np.ndarray | None:
+        if not self._has_proba:
+            return None
+        with calling_model(type(self.estimator).__name__):
+            return np.asarray(self.estimator.predict_proba(self._inputs(batch)))

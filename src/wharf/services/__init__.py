@@ -1,0 +1,42 @@
+"""Services: plain objects holding wharf's behaviour, shared by the HTTP layer and the CLI.
+
+Rule of this layer: no Flask. Services are built once from :class:`~wharf.settings.Settings` by
+:func:`build_services` and passed their collaborators.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from wharf.services.inference import InferenceService
+from wharf.services.registry import Registry
+from wharf.settings import Settings
+from wharf.storage import MetadataStore, open_artifact_store
+
+
+@dataclass
+class Services:
+    """Everything a request or a CLI command needs."""
+
+    settings: Settings
+    registry: Registry
+    inference: InferenceService
+
+    def close(self) -> None:
+        self.registry.metadata.close()
+
+
+def build_services(settings: Settings) -> Services:
+    """Open the stores named by ``settings`` and wire the services."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    metadata = MetadataStore(settings.resolved_database_url)
+    artifacts = open_artifact_store(settings.resolved_artifacts)
+    registry = Registry(metadata, artifacts, trusted=settings.skops_trusted_types)
+    inference = InferenceService(
+        registry,
+        max_rows=settings.max_rows,
+        strict_versions=settings.strict_versions,
+        refresh_seconds=settings.refresh_seconds,
+        models=settings.models,
+    )
+    return Services(settings=settings, registry=registry, inference=inference)

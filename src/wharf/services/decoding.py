@@ -1,0 +1,382 @@
+"""Request bodies to :class:`~wharf.batch.Batch`, checked against a signature.
+
+A :class:`Decoder` is compiled once per version. It accepts the request formats users already send:
+
+- wharf / TF-Serving rows: ``{"instances": [{"col": v, ...}, ...]}`` or ``[[v, ...], ...]``;
+- columns (Open Inference-style): ``{"inputs": {"col": [v, ...], ...}}``;
+- MLflow: ``{"dataframe_split": {"columns": [...], "data": [[...]]}}`` and ``{"dataframe_records": [...]}``;
+- ``text/csv`` with a header row.
+
+The fast path (every column numeric, rows as lists) is one ``numpy.asarray`` call; the slow
+per-cell scans run only to say precisely which row and column is wrong.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from wharf.batch import Batch
+from wharf.errors import ContentTooLarge, InvalidInput, MalformedBody
+from wharf.signature import Column, Signature
+
+ROW_KEYS = ("instances", "dataframe_records")
+ENVELOPE_KEYS = frozenset({"instances", "inputs", "dataframe_split", "dataframe_records"})
+OPTION_KEYS = frozenset({"return", "parameters", "params", "id"})
+
+
+def suggest(name: str, candidates: Sequence[str]) -> str:
+    """`` Did you mean 'x'?`` for a near miss, else an empty string."""
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def _preview(names: Sequence[str], limit: int = 8) -> str:
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+class Decoder:
+    """Turns parsed request bodies into batches for one signature.
+
+    :param signature: the version's signature.
+    :param max_rows: most rows accepted in one request.
+    """
+
+    def __init__(self, signature: Signature, max_rows: int) -> None:
+        self.signature = signature
+        self.max_rows = max_rows
+        self.columns = signature.inputs
+        self.names = signature.names
+        self.name_set = frozenset(self.names)
+        self.numeric = signature.numeric
+        self.nullable = any(c.nullable for c in self.columns)
+
+    # -- envelopes ---------------------------------------------------------------------------
+
+    def decode(self, body: Any) -> Batch:
+        """Decode a parsed JSON body.
+
+        :raises MalformedBody: the envelope is not one of the accepted shapes.
+        :raises InvalidInput: a row or value does not fit the signature.
+        :raises ContentTooLarge: more rows than ``max_rows``.
+        """
+        if not isinstance(body, dict):
+            raise MalformedBody(
+                f"Expected a JSON object with one of 'instances', 'inputs' or 'dataframe_split', "
+                f"got a JSON {type(body).__name__}.",
+                field="",
+            )
+        present = [key for key in body if key in ENVELOPE_KEYS]
+        unknown = [key for key in body if key not in ENVELOPE_KEYS and key not in OPTION_KEYS]
+        if unknown:
+            key = unknown[0]
+            raise MalformedBody(
+                f"Unknown field {key!r} in the request body; expected one of 'instances', "
+                f"'inputs', 'dataframe_split', 'dataframe_records' and optionally 'return'."
+                + suggest(key, sorted(ENVELOPE_KEYS | OPTION_KEYS)),
+                field=key,
+            )
+        if len(present) != 1:
+            got = "none" if not present else " and ".join(repr(k) for k in present)
+            raise MalformedBody(
+                "The body must carry exactly one of 'instances', 'inputs', 'dataframe_split' "
+                f"or 'dataframe_records'; got {got}.",
+                field="",
+            )
+        key = present[0]
+        value = body[key]
+        if key in ROW_KEYS:
+            return self.decode_rows(value, field=key)
+        if key == "inputs":
+            if isinstance(value, list):
+                return self.decode_rows(value, field=key)
+            return self.decode_columns(value, field=key)
+        return self.decode_split(value)
+
+    def decode_split(self, value: Any) -> Batch:
+        if not isinstance(value, dict) or not isinstance(value.get("columns"), list):
+            raise MalformedBody(
+                "'dataframe_split' must be an object with 'columns' (a list of names) and 'data' "
+                "(a list of rows).",
+                field="dataframe_split",
+            )
+        columns, data = value["columns"], value.get("data")
+        if not isinstance(data, list):
+            raise MalformedBody(
+                f"'dataframe_split.data' must be a list of rows, got {type(data).__name__}.",
+                field="dataframe_split.data",
+            )
+        self._check_names(columns, field="dataframe_split.columns", row=None)
+        if columns == self.names:
+            return self.decode_rows(data, field="dataframe_split.data")
+        order = [columns.index(name) for name in self.names]
+        self._check_count(len(data), "dataframe_split.data")
+        for i, row in enumerate(data):
+            self._check_list_row(row, i, "dataframe_split.data", width=len(columns))
+        rows = [[row[j] for j in order] for row in data]
+        return self.decode_rows(rows, field="dataframe_split.data")
+
+    # -- rows --------------------------------------------------------------------------------
+
+    def decode_rows(self, rows: Any, field: str) -> Batch:
+        """Rows as lists in signature order, or as objects keyed by column."""
+        if not isinstance(rows, list):
+            raise MalformedBody(f"{field!r} must be a list of rows, got {type(rows).__name__}.", field=field)
+        self._check_count(len(rows), field)
+        if isinstance(rows[0], dict):
+            rows = self._dict_rows_to_lists(rows, field)
+        if self.numeric:
+            return self._numeric_rows(rows, field)
+        for i, row in enumerate(rows):
+            self._check_list_row(row, i, field)
+        columns = [list(values) for values in zip(*rows, strict=True)]
+        return self._typed_columns(columns, field, rows_field=True)
+
+    def _dict_rows_to_lists(self, rows: list[Any], field: str) -> list[list[Any]]:
+        names, name_set = self.names, self.name_set
+        if all(type(row) is dict and row.keys() == name_set for row in rows):
+            return [[row[name] for name in names] for row in rows]
+        out = []
+        for i, row in enumerate(rows):
+            if not isinstance(row, dict):
+                raise InvalidInput(
+                    f"Row {i} is a {type(row).__name__}, but row 0 is an object; send every row "
+                    "as an object keyed by column, or every row as a list in signature order.",
+                    field=f"{field}[{i}]",
+                    row=i,
+                )
+            self._check_names(list(row), field=f"{field}[{i}]", row=i, allow_missing_nullable=True)
+            out.append([row.get(name) for name in names])
+        return out
+
+    def _check_list_row(self, row: Any, i: int, field: str, width: int | None = None) -> None:
+        width = len(self.names) if width is None else width
+        if not isinstance(row, list):
+            raise InvalidInput(
+                f"Row {i} must be a list of {width} values or an object keyed by column, "
+                f"got {type(row).__name__} {row!r:.60}.",
+                field=f"{field}[{i}]",
+                row=i,
+            )
+        if len(row) != width:
+            raise InvalidInput(
+                f"Row {i} has {len(row)} values, expected {width} "
+                f"(columns {_preview(self.names)}).",
+                field=f"{field}[{i}]",
+                row=i,
+            )
+
+    def _numeric_rows(self, rows: list[Any], field: str) -> Batch:
+        try:
+            array = np.asarray(rows)
+        except (ValueError, TypeError):
+            array = None
+        if array is not None and array.ndim == 2 and array.shape[1] == len(self.names):
+            if array.dtype.kind in "fiub":
+                array = array.astype(np.float64, copy=False)
+                if array.dtype.kind == "f" and self.nullable is False and np.isnan(array).any():
+                    self._typed_columns([list(c) for c in array.T], field, rows_field=True)
+                return Batch(self.names, array=array)
+        for i, row in enumerate(rows):
+            self._check_list_row(row, i, field)
+        columns = [list(values) for values in zip(*rows, strict=True)]
+        return self._typed_columns(columns, field, rows_field=True)
+
+    # -- columns -----------------------------------------------------------------------------
+
+    def decode_columns(self, value: Any, field: str) -> Batch:
+        """Columns: ``{"col": [v, ...], ...}``, every list the same length."""
+        if not isinstance(value, dict):
+            raise MalformedBody(
+                f"{field!r} must be an object mapping each column to a list of values, "
+                f"got {type(value).__name__}.",
+                field=field,
+            )
+        self._check_names(list(value), field=field, row=None, allow_missing_nullable=True)
+        lengths = {name: len(v) for name, v in value.items() if isinstance(v, list)}
+        for name, values in value.items():
+            if not isinstance(values, list):
+                raise InvalidInput(
+                    f"Column {name!r} must be a list of values, got {type(values).__name__}.",
+                    field=f"{field}.{name}",
+                    column=name,
+                )
+        n_rows = max(lengths.values(), default=0)
+        self._check_count(n_rows, field)
+        for name, length in lengths.items():
+            if length != n_rows:
+                raise InvalidInput(
+                    f"Column {name!r} has {length} values but other columns have {n_rows}; "
+                    "every column must have one value per row.",
+                    field=f"{field}.{name}",
+                    column=name,
+                )
+        columns = [value.get(name, [None] * n_rows) for name in self.names]
+        return self._typed_columns(columns, field, rows_field=False)
+
+    def decode_csv(self, data: bytes) -> Batch:
+        """A CSV document whose header names the columns."""
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise MalformedBody(
+                f"The CSV body is not UTF-8: byte {exc.start} cannot be decoded.", field="body"
+            ) from exc
+        try:
+            records = list(csv.reader(io.StringIO(text)))
+        except csv.Error as exc:
+            raise MalformedBody(f"The CSV body does not parse: {exc}.", field="body") from exc
+        records = [r for r in records if r]
+        if not records:
+            raise InvalidInput("The CSV body is empty; send a header row and at least one row.", field="body")
+        header, rows = records[0], records[1:]
+        self._check_names(header, field="header", row=None, allow_missing_nullable=True)
+        self._check_count(len(rows), "body")
+        for i, row in enumerate(rows):
+            if len(row) != len(header):
+                raise InvalidInput(
+                    f"CSV row {i} has {len(row)} cells, the header has {len(header)}.",
+                    field=f"body[{i}]",
+                    row=i,
+                )
+        index = {name: j for j, name in enumerate(header)}
+        columns: list[list[Any]] = []
+        for name in self.names:
+            j = index.get(name)
+            columns.append([None] * len(rows) if j is None else [row[j] for row in rows])
+        return self._typed_columns(columns, "body", rows_field=True, from_text=True)
+
+    # -- checks and conversion ----------------------------------------------------------------
+
+    def _check_count(self, n_rows: int, field: str) -> None:
+        if n_rows == 0:
+            raise InvalidInput(f"{field!r} holds no rows; send at least one.", field=field)
+        if n_rows > self.max_rows:
+            raise ContentTooLarge(
+                f"{n_rows} rows in one request; the limit is {self.max_rows}. Split the request "
+                "or raise WHARF_MAX_ROWS.",
+                field=field,
+            )
+
+    def _check_names(
+        self, names: list[Any], field: str, row: int | None, allow_missing_nullable: bool = False
+    ) -> None:
+        given = set(names)
+        for name in names:
+            if name not in self.name_set:
+                raise InvalidInput(
+                    f"Unknown column {name!r}; the model takes {_preview(self.names)}."
+                    + suggest(str(name), self.names),
+                    field=field if row is None else f"{field}.{name}",
+                    row=row,
+                    column=str(name),
+                )
+        if len(given) != len(names):
+            dup = next(n for n in names if names.count(n) > 1)
+            raise InvalidInput(f"Column {dup!r} is given twice.", field=field, row=row, column=str(dup))
+        for column in self.columns:
+            if column.name not in given and not (allow_missing_nullable and column.nullable):
+                raise InvalidInput(
+                    f"Missing column {column.name!r} ({column.dtype}); the model takes "
+                    f"{_preview(self.names)}.",
+                    field=field,
+                    row=row,
+                    column=column.name,
+                )
+
+    def _typed_columns(
+        self, columns: list[list[Any]], field: str, rows_field: bool, from_text: bool = False
+    ) -> Batch:
+        arrays = [
+            _convert(values, column, field, rows_field, from_text)
+            for values, column in zip(columns, self.columns, strict=True)
+        ]
+        if self.numeric:
+            return Batch(self.names, array=np.column_stack(arrays).astype(np.float64, copy=False))
+        return Batch(self.names, columns=arrays)
+
+
+def _where(field: str, column: Column, i: int, rows_field: bool) -> str:
+    return f"{field}[{i}].{column.name}" if rows_field else f"{field}.{column.name}[{i}]"
+
+
+def _missing(value: Any, from_text: bool) -> bool:
+    if value is None:
+        return True
+    if from_text:
+        return value == "" or value.lower() in {"nan", "na", "null"}
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _convert(
+    values: list[Any], column: Column, field: str, rows_field: bool, from_text: bool
+) -> np.ndarray:
+    """One column's values as a typed 1-D array; raises :class:`InvalidInput` naming the cell."""
+    for i, value in enumerate(values):
+        if _missing(value, from_text):
+            if not column.nullable:
+                raise InvalidInput(
+                    f"Missing value (null or NaN) in column {column.name!r} at row {i}; this model "
+                    "cannot take missing values there. Fill it before sending.",
+                    field=_where(field, column, i, rows_field),
+                    row=i,
+                    column=column.name,
+                )
+            values[i] = None
+    if column.dtype == "string":
+        for i, value in enumerate(values):
+            if value is not None and not isinstance(value, str):
+                if isinstance(value, bool | int | float):
+                    values[i] = str(value)
+                else:
+                    _bad(value, column, field, i, rows_field, "a string")
+        return np.asarray(values, dtype=object)
+    if column.dtype == "bool":
+        out = []
+        for i, value in enumerate(values):
+            if isinstance(value, bool) or value is None:
+                out.append(value)
+            elif from_text and value.lower() in {"true", "false", "1", "0"}:
+                out.append(value.lower() in {"true", "1"})
+            elif isinstance(value, int) and value in (0, 1):
+                out.append(bool(value))
+            else:
+                _bad(value, column, field, i, rows_field, "true or false")
+        return np.asarray(out, dtype=object if None in out else bool)
+    floats = []
+    for i, value in enumerate(values):
+        if value is None:
+            floats.append(math.nan)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            floats.append(value)
+        elif isinstance(value, bool):
+            floats.append(float(value))
+        elif from_text:
+            try:
+                floats.append(float(value))
+            except ValueError:
+                _bad(value, column, field, i, rows_field, "a number")
+        else:
+            _bad(value, column, field, i, rows_field, "a number")
+    array = np.asarray(floats, dtype=np.float64)
+    if column.dtype.startswith("int") and not column.nullable:
+        integral = array.astype(np.int64)
+        if np.array_equal(integral, array):
+            return integral
+    return array
+
+
+def _bad(value: Any, column: Column, field: str, i: int, rows_field: bool, expected: str) -> None:
+    raise InvalidInput(
+        f"Column {column.name!r} takes {expected} ({column.dtype}), got {value!r:.60} at row {i}.",
+        field=_where(field, column, i, rows_field),
+        row=i,
+        column=column.name,
+    )

@@ -1,0 +1,214 @@
+"""Inference: the cache of loaded versions, and predict from a request body to a response.
+
+Versions are loaded once, checked against the framework version they were made with, and kept
+with their compiled :class:`~wharf.services.decoding.Decoder`. Which version is "latest" is
+looked up in the registry at most every ``refresh_seconds``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wharf import runtimes
+from wharf.errors import IncompatibleVersion, MalformedBody, ModelNotFound
+from wharf.runtimes.base import Runtime
+from wharf.services.decoding import Decoder
+from wharf.services.registry import Registry, parse_signature
+from wharf.storage import VersionRecord
+
+log = logging.getLogger("wharf.inference")
+
+RETURNABLE = frozenset({"predictions", "probabilities"})
+
+
+def major_minor(version: str) -> tuple[str, ...]:
+    return tuple(version.split(".")[:2])
+
+
+@dataclass
+class ServedModel:
+    """A loaded version, ready to predict."""
+
+    record: VersionRecord
+    runtime: Runtime
+    decoder: Decoder
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def version(self) -> int:
+        return self.record.version
+
+
+def _jsonable(values: np.ndarray) -> Any:
+    """Numeric arrays stay arrays (orjson writes them natively); labels become lists."""
+    if values.dtype.kind in "fiub":
+        return np.ascontiguousarray(values)
+    return values.tolist()
+
+
+def _asks_probabilities(body: Any) -> bool:
+    """Whether a body's ``"return"`` field asks for probabilities; :raises MalformedBody:."""
+    if not isinstance(body, dict) or body.get("return") is None:
+        return False
+    wanted = body["return"]
+    if isinstance(wanted, str):
+        wanted = [wanted]
+    if not isinstance(wanted, list) or any(item not in RETURNABLE for item in wanted):
+        raise MalformedBody(
+            f"'return' must be a list drawn from {sorted(RETURNABLE)}, got {wanted!r:.80}.",
+            field="return",
+        )
+    return "probabilities" in wanted
+
+
+class InferenceService:
+    """Loads versions on first use and answers predictions.
+
+    :param registry: where versions come from.
+    :param max_rows: rows allowed in one request.
+    :param strict_versions: refuse versions made with another framework major.minor.
+    :param refresh_seconds: how long a "latest version" answer is trusted.
+    :param models: names served; empty serves all.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        max_rows: int,
+        strict_versions: bool = False,
+        refresh_seconds: float = 2.0,
+        models: tuple[str, ...] = (),
+    ) -> None:
+        self.registry = registry
+        self.max_rows = max_rows
+        self.strict_versions = strict_versions
+        self.refresh_seconds = refresh_seconds
+        self.models = frozenset(models)
+        self._loaded: dict[tuple[str, int], ServedModel] = {}
+        self._latest: dict[str, tuple[int, float]] = {}
+        self._lock = threading.Lock()
+        self._key_locks: dict[tuple[str, int], threading.Lock] = {}
+        self.ready = threading.Event()
+
+    # -- lookup ------------------------------------------------------------------------------
+
+    def served_names(self) -> list[str]:
+        names = self.registry.names()
+        return [n for n in names if n in self.models] if self.models else names
+
+    def check_served(self, name: str) -> None:
+        """:raises ModelNotFound: this server does not serve ``name``."""
+        if self.models and name not in self.models:
+            raise ModelNotFound(f"No model named {name!r} is served here.", field="name")
+
+    def model(self, name: str, version: int | None = None) -> ServedModel:
+        """The loaded version (latest when ``version`` is None), loading it on first use."""
+        self.check_served(name)
+        if version is None:
+            version = self._latest_version(name)
+        served = self._loaded.get((name, version))
+        if served is not None:
+            return served
+        with self._lock:
+            key_lock = self._key_locks.setdefault((name, version), threading.Lock())
+        with key_lock:
+            served = self._loaded.get((name, version))
+            if served is None:
+                served = self._load(self.registry.get(name, version))
+                self._loaded[(name, version)] = served
+        return served
+
+    def _latest_version(self, name: str) -> int:
+        cached = self._latest.get(name)
+        now = time.monotonic()
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        number = self.registry.get(name).version
+        self._latest[name] = (number, now + self.refresh_seconds)
+        return number
+
+    def forget(self, name: str, version: int | None = None) -> None:
+        """Drop cached state of ``name`` (after a delete or a new registration)."""
+        with self._lock:
+            self._latest.pop(name, None)
+            for key in [k for k in self._loaded if k[0] == name and version in (None, k[1])]:
+                del self._loaded[key]
+
+    def _load(self, record: VersionRecord) -> ServedModel:
+        started = time.perf_counter()
+        signature = parse_signature(record.signature)
+        path: Path = self.registry.artifacts.local_path(record.artifact)
+        runtime = self.registry.load(record.format, path, signature)
+        self._check_versions(record, runtime)
+        served = ServedModel(record, runtime, Decoder(runtime.signature, self.max_rows))
+        log.info("loaded %s:%s in %.2fs", record.name, record.version, time.perf_counter() - started)
+        return served
+
+    def _check_versions(self, record: VersionRecord, runtime: Runtime) -> None:
+        framework = runtime.framework
+        made = record.library_versions.get(framework)
+        here = runtimes.installed_version(framework)
+        if not made or not here or major_minor(made) == major_minor(here):
+            if record.warnings:
+                self.registry.metadata.set_warnings(record.name, record.version, [])
+            return
+        message = (
+            f"{record.name}:{record.version} was made with {framework} {made} and is loaded with "
+            f"{framework} {here}; predictions may differ. Re-export it with {framework} {here}."
+        )
+        if self.strict_versions:
+            raise IncompatibleVersion(
+                message + " Refused because WHARF_STRICT_VERSIONS is on.", field="version"
+            )
+        log.warning(message)
+        if message not in record.warnings:
+            self.registry.metadata.set_warnings(record.name, record.version, [message])
+
+    def preload(self) -> None:
+        """Load the latest version of every served model, then mark the service ready."""
+        for name in self.served_names():
+            try:
+                self.model(name)
+            except Exception:
+                log.exception("could not load model %s", name)
+        self.ready.set()
+
+    # -- predict -----------------------------------------------------------------------------
+
+    def predict(
+        self,
+        name: str,
+        version: int | None,
+        *,
+        body: Any = None,
+        csv: bytes | None = None,
+        probabilities: bool = False,
+    ) -> dict[str, Any]:
+        """Decode, predict and shape the response.
+
+        :param body: a parsed JSON body (one of the accepted envelopes).
+        :param csv: a CSV document, instead of ``body``.
+        :param probabilities: add class probabilities (classifiers only).
+        :returns: ``{"model", "version", "predictions"}`` plus ``"probabilities"`` and ``"classes"``.
+        """
+        served = self.model(name, version)
+        batch = served.decoder.decode_csv(csv) if csv is not None else served.decoder.decode(body)
+        probabilities = probabilities or _asks_probabilities(body)
+        result: dict[str, Any] = {"model": served.name, "version": served.version}
+        proba = served.runtime.predict_proba(batch) if probabilities else None
+        result["predictions"] = _jsonable(served.runtime.predict(batch))
+        if proba is not None:
+            result["probabilities"] = _jsonable(proba)
+            result["classes"] = served.runtime.signature.output.classes
+        return result

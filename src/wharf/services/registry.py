@@ -1,0 +1,179 @@
+"""The model registry: validated registration, lookup and deletion of versions.
+
+Registration is all-or-nothing: the file is loaded by its runtime (so only real models of the
+declared format get in, and the signature is inferred), stored under its digest, then recorded; a
+failure at the database removes an artifact this registration wrote.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy
+import sklearn
+from pydantic import ValidationError
+
+from wharf import runtimes
+from wharf.errors import InvalidInput, ModelNotFound, VersionNotFound
+from wharf.runtimes.base import Runtime
+from wharf.signature import Signature
+from wharf.storage import ArtifactStore, MetadataStore, VersionRecord
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+HEAD_BYTES = 4096
+
+
+def check_name(name: str) -> str:
+    """:raises InvalidInput: ``name`` is not a valid model name."""
+    if not NAME_PATTERN.match(name):
+        raise InvalidInput(
+            f"Invalid model name {name!r}: use 1-128 letters, digits, '.', '_' or '-', starting "
+            "with a letter or digit.",
+            field="name",
+        )
+    return name
+
+
+def parse_signature(value: Any, field: str = "signature") -> Signature | None:
+    """A :class:`Signature` from its JSON form; :raises InvalidInput: naming the bad part."""
+    if value is None or isinstance(value, Signature):
+        return value
+    try:
+        return Signature.model_validate(value)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        raise InvalidInput(
+            f"Invalid signature at {where or 'top level'!r}: {error['msg']}; expected "
+            '{"inputs": [{"name": ..., "dtype": "float64"|"int64"|"string"|"bool", '
+            '"nullable": false}, ...], "output": {"kind": ..., "classes": [...]}}.',
+            field=f"{field}.{where}" if where else field,
+        ) from exc
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def environment_versions() -> dict[str, str]:
+    return {"python": platform.python_version(), "numpy": numpy.__version__, "scikit-learn": sklearn.__version__}
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What a caller may say about a file it registers."""
+
+    format: str | None = None
+    signature: Signature | None = None
+    description: str = ""
+    tags: dict[str, str] | None = None
+    extra: dict[str, Any] | None = None
+
+
+class Registry:
+    """Registers, finds and deletes model versions.
+
+    :param metadata: where version records live.
+    :param artifacts: where artifact files live.
+    :param trusted: type names trusted when loading skops files.
+    """
+
+    def __init__(self, metadata: MetadataStore, artifacts: ArtifactStore, trusted: tuple[str, ...] = ()) -> None:
+        self.metadata = metadata
+        self.artifacts = artifacts
+        self.trusted = trusted
+
+    def register(self, name: str, source: Path, filename: str, options: Registration) -> VersionRecord:
+        """Validate ``source`` as a model and add it as the next version of ``name``.
+
+        :raises InvalidInput: bad name or signature.
+        :raises InvalidModel: the file is not a model of its format.
+        """
+        check_name(name)
+        with source.open("rb") as fh:
+            head = fh.read(HEAD_BYTES)
+        fmt = options.format or runtimes.detect_format(filename, head)
+        runtime = self.load(fmt, source, options.signature)
+        sha256 = sha256_of(source)
+        library_versions = {**environment_versions(), **runtime.made_with}
+        key, written = self.artifacts.put(source, sha256)
+        try:
+            return self.metadata.add_version(
+                name,
+                format=fmt,
+                signature=runtime.signature.model_dump(mode="json"),
+                sha256=sha256,
+                size=source.stat().st_size,
+                artifact=key,
+                filename=Path(filename).name[:256],
+                description=options.description,
+                tags=dict(options.tags or {}),
+                library_versions=library_versions,
+                warnings=[],
+                extra=dict(options.extra or {}),
+            )
+        except BaseException:
+            if written and not self.metadata.artifact_in_use(key):
+                self.artifacts.delete(key)
+            raise
+
+    def load(self, fmt: str, path: Path, signature: Signature | None) -> Runtime:
+        """Load ``path`` with the runtime of ``fmt``."""
+        cls = runtimes.runtime_class(fmt)
+        return cls.load(path, fmt=fmt, signature=signature, trusted=self.trusted)
+
+    def names(self) -> list[str]:
+        return self.metadata.model_names()
+
+    def versions(self, name: str) -> list[VersionRecord]:
+        """Every version of ``name``, oldest first; :raises ModelNotFound:."""
+        versions = self.metadata.versions(name)
+        if not versions and not self.metadata.model_exists(name):
+            raise ModelNotFound(self._unknown(name), field="name")
+        return versions
+
+    def get(self, name: str, version: int | None = None) -> VersionRecord:
+        """One version (the latest when ``version`` is None).
+
+        :raises ModelNotFound: no such model, or it has no versions.
+        :raises VersionNotFound: the model has no version ``version``.
+        """
+        record = self.metadata.version(name, version)
+        if record is not None:
+            return record
+        if version is None or not self.metadata.model_exists(name):
+            raise ModelNotFound(self._unknown(name), field="name")
+        numbers = [v.version for v in self.metadata.versions(name)]
+        raise VersionNotFound(
+            f"Model {name!r} has no version {version}; it has {numbers or 'none'}.", field="version"
+        )
+
+    def delete(self, name: str, version: int | None = None) -> list[VersionRecord]:
+        """Delete one version, or the whole model when ``version`` is None."""
+        if version is None:
+            self.versions(name)
+            deleted = self.metadata.delete_model(name)
+        else:
+            record = self.metadata.delete_version(name, version)
+            if record is None:
+                self.get(name, version)  # raises the precise not-found error
+                return []
+            deleted = [record]
+        for record in deleted:
+            if not self.metadata.artifact_in_use(record.artifact):
+                self.artifacts.delete(record.artifact)
+        return deleted
+
+    def _unknown(self, name: str) -> str:
+        from wharf.services.decoding import suggest
+
+        return f"No model named {name!r}." + suggest(name, self.names())
