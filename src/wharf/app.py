@@ -15,7 +15,7 @@ def create_app(settings: Settings | None = None, *, preload: bool = True) -> Fla
     :param settings: default: read from ``WHARF_*`` variables and the config file.
     :param preload: load the served models before returning.
     """
-    app = Flask("wharf")
+    app = Flask("wharf", static_folder=None)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     problems.register(app)  # unknown routes and methods answer problem+json too
     Wharf(app, settings or Settings(), preload=preload)

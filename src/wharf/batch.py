@@ -38,7 +38,7 @@ class Batch:
         self.names = list(names)
         self._array = array
         self._columns = None if columns is None else list(columns)
-        self.n_rows = int(array.shape[0]) if array is not None else len(self._columns[0])  # type: ignore[index]
+        self.n_rows = int(array.shape[0]) if array is not None else len(columns[0])  # type: ignore[index]
 
     def as_array(self, dtype: type | np.dtype | str = np.float64) -> np.ndarray:
         """All columns as one ``(n_rows, n_columns)`` array of ``dtype``."""
@@ -70,8 +70,6 @@ class Batch:
         if len(batches) == 1:
             return first
         if all(b._array is not None for b in batches):
-            return cls(first.names, array=np.concatenate([b._array for b in batches]))  # type: ignore[misc]
-        columns = [
-            np.concatenate([b.column(i) for b in batches]) for i in range(len(first.names))
-        ]
+            return cls(first.names, array=np.concatenate([b._array for b in batches]))
+        columns = [np.concatenate([b.column(i) for b in batches]) for i in range(len(first.names))]
         return cls(first.names, columns=columns)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import logging
-import sys
+import shlex
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ import orjson
 
 from wharf.errors import InvalidInput, MalformedBody, WharfError
 from wharf.services import Services, build_services
-from wharf.services.registry import Registration, parse_signature, sha256_of
+from wharf.services.registry import Registration, check_name, parse_signature, sha256_of
 from wharf.settings import Settings
 from wharf.version import __version__
 
@@ -25,7 +25,8 @@ class CliError(click.ClickException):
 
     def __init__(self, error: WharfError) -> None:
         super().__init__(error.detail)
-        self.exit_code = error.exit_code
+        # click declares exit_code a ClassVar but reads it from the instance; each error has its own.
+        self.exit_code = error.exit_code  # type: ignore[misc]
 
 
 class WharfGroup(click.Group):
@@ -74,10 +75,15 @@ def echo_json(value: Any) -> None:
 
 @click.group(cls=WharfGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="wharf")
-@click.option("--home", type=click.Path(path_type=Path), help="Folder of the embedded registry [WHARF_HOME; ./.wharf].")
+@click.option(
+    "--home", type=click.Path(path_type=Path), help="Folder of the embedded registry [WHARF_HOME; ./.wharf]."
+)
 @click.option("--database-url", help="SQLAlchemy URL of the registry database [WHARF_DATABASE_URL].")
-@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-              help="Log level [WHARF_LOG_LEVEL; INFO].")
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    help="Log level [WHARF_LOG_LEVEL; INFO].",
+)
 @click.pass_context
 def cli(ctx: click.Context, home: Path | None, database_url: str | None, log_level: str | None) -> None:
     """wharf: serve trained machine-learning models over a documented REST API.
@@ -86,7 +92,9 @@ def cli(ctx: click.Context, home: Path | None, database_url: str | None, log_lev
     """
     ctx.obj = State({"home": home, "database_url": database_url, "log_level": log_level})
     ctx.call_on_close(lambda: ctx.obj._services and ctx.obj._services.close())
-    logging.basicConfig(level=ctx.obj.settings().log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=ctx.obj.settings().log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 # -- serve -----------------------------------------------------------------------------------
@@ -99,8 +107,14 @@ def cli(ctx: click.Context, home: Path | None, database_url: str | None, log_lev
 @click.option("--workers", type=int, help="Worker processes [WHARF_WORKERS; 1].")
 @click.option("--threads", type=int, help="Threads per worker [WHARF_THREADS; 8].")
 @pass_state
-def serve(state: State, models: tuple[str, ...], host: str | None, port: int | None,
-          workers: int | None, threads: int | None) -> None:
+def serve(
+    state: State,
+    models: tuple[str, ...],
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+    threads: int | None,
+) -> None:
     """Serve models over HTTP with a production WSGI server (gunicorn, threaded workers).
 
     Each FILE (a model file) is registered under its file name without the extension, unless that
@@ -111,17 +125,27 @@ def serve(state: State, models: tuple[str, ...], host: str | None, port: int | N
 
     services = state.services
     names = [_model_argument(services, arg) for arg in models]
-    settings = state.settings(host=host, port=port, workers=workers, threads=threads, models=tuple(names) or None)
+    settings = state.settings(
+        host=host, port=port, workers=workers, threads=threads, models=tuple(names) or None
+    )
     banner = _banner(services, settings)
     services.close()
     state._services = None
-    run_server(settings, on_ready=lambda: click.echo(banner, err=True))
+    run_server(settings, on_ready=lambda url: click.echo(banner(url), err=True))
 
 
 def _model_argument(services: Services, arg: str) -> str:
     path = Path(arg)
     if path.is_file():
         name = path.stem
+        try:
+            check_name(name)
+        except InvalidInput as exc:
+            raise InvalidInput(
+                f"{exc.detail} The name comes from the file {arg!r}; rename the file, or register it "
+                f"with: wharf models register NAME {shlex.quote(arg)} and serve NAME.",
+                field="FILE",
+            ) from exc
         latest = services.registry.metadata.version(name)
         if latest is not None and latest.sha256 == sha256_of(path):
             return name
@@ -132,20 +156,28 @@ def _model_argument(services: Services, arg: str) -> str:
     return arg
 
 
-def _banner(services: Services, settings: Settings) -> str:
-    base = f"http://{settings.host}:{settings.port}"
+def _banner(services: Services, settings: Settings) -> Callable[[str], str]:
+    """What to print once the server listens, given the URL it listens at (known only then)."""
     names = list(settings.models) or sorted(services.registry.metadata.latest_versions())
-    lines = [f"wharf {__version__} serving {len(names)} model(s) at {base}", f"  API docs: {base}/docs"]
+    example: tuple[str, str] | None = None
     if names:
         from wharf.http.schemas import Version
 
         # The example uses the model with the fewest columns: the shortest command to copy.
         records = [services.registry.get(name) for name in names]
         record = min(records, key=lambda r: len(r.signature["inputs"]))
-        body = json.dumps(Version.of(record).example).replace("'", "'\\''")
-        lines.append("  try it:")
-        lines.append(f"    curl -s -H 'Content-Type: application/json' -d '{body}' {base}/v1/models/{record.name}/predict")
-    return "\n".join(lines)
+        example = (record.name, json.dumps(Version.of(record).example).replace("'", "'\\''"))
+
+    def render(base: str) -> str:
+        lines = [f"wharf {__version__} serving {len(names)} model(s) at {base}", f"  API docs: {base}/docs"]
+        if example is not None:
+            name, body = example
+            lines.append("  try it:")
+            url = f"{base}/v1/models/{name}/predict"
+            lines.append(f"    curl -s -H 'Content-Type: application/json' -d '{body}' {url}")
+        return "\n".join(lines)
+
+    return render
 
 
 # -- models ----------------------------------------------------------------------------------
@@ -166,13 +198,15 @@ def models_list(state: State, as_json: bool) -> None:
     for name in registry.names():
         versions = registry.versions(name)
         latest = versions[-1] if versions else None
-        rows.append({
-            "name": name,
-            "versions": len(versions),
-            "latest": latest.version if latest else None,
-            "format": latest.format if latest else "",
-            "description": latest.description if latest else "",
-        })
+        rows.append(
+            {
+                "name": name,
+                "versions": len(versions),
+                "latest": latest.version if latest else None,
+                "format": latest.format if latest else "",
+                "description": latest.description if latest else "",
+            }
+        )
     if as_json:
         echo_json(rows)
         return
@@ -181,7 +215,8 @@ def models_list(state: State, as_json: bool) -> None:
         return
     click.echo(f"{'NAME':<24} {'LATEST':>6} {'VERSIONS':>8}  {'FORMAT':<9} DESCRIPTION")
     for r in rows:
-        click.echo(f"{r['name']:<24} {r['latest'] or '-':>6} {r['versions']:>8}  {r['format']:<9} {r['description'][:60]}")
+        number, description = str(r["latest"] or "-"), str(r["description"])[:60]
+        click.echo(f"{r['name']:<24} {number:>6} {r['versions']:>8}  {r['format']:<9} {description}")
 
 
 @models.command("show")
@@ -198,35 +233,77 @@ def models_show(state: State, ref: str) -> None:
 @models.command("register")
 @click.argument("name")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["joblib", "pickle", "skops", "onnx", "xgboost", "lightgbm"]),
-              help="The file's format; guessed from its name and content when omitted.")
-@click.option("--signature", help="Inputs and output as JSON, or @FILE holding it (for models that cannot say).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["joblib", "pickle", "skops", "onnx", "xgboost", "lightgbm"]),
+    help="The file's format; guessed from its name and content when omitted.",
+)
+@click.option(
+    "--signature", help="Inputs and output as JSON, or @FILE holding it (for models that cannot say)."
+)
 @click.option("--description", default="", help="What the version is.")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="A tag; repeat for more.")
-@click.option("--metadata", help="Free-form JSON object stored with the version ('example' is shown in docs).")
+@click.option(
+    "--metadata", help="Free-form JSON object stored with the version ('example' is shown in docs)."
+)
 @pass_state
-def models_register(state: State, name: str, file: Path, fmt: str | None, signature: str | None,
-                    description: str, tags: tuple[str, ...], metadata: str | None) -> None:
+def models_register(
+    state: State,
+    name: str,
+    file: Path,
+    fmt: str | None,
+    signature: str | None,
+    description: str,
+    tags: tuple[str, ...],
+    metadata: str | None,
+) -> None:
     """Register FILE as the next version of model NAME."""
     options = Registration(
         format=fmt,
         signature=parse_signature(_json_option(signature, "--signature")),
         description=description,
         tags=dict(_tag(t) for t in tags),
-        extra=_json_option(metadata, "--metadata") or {},
+        extra=_metadata_option(metadata),
     )
     record = state.services.registry.register(name, file, file.name, options)
-    click.echo(f"registered {file} as {record.name}:{record.version} ({record.format}, sha256 {record.sha256[:12]})")
+    click.echo(
+        f"registered {file} as {record.name}:{record.version} ({record.format}, sha256 {record.sha256[:12]})"
+    )
 
 
 def _json_option(value: str | None, option: str) -> Any:
+    """JSON given inline or, as ``@FILE``, in a file."""
     if value is None:
         return None
-    text = Path(value[1:]).read_text() if value.startswith("@") else value
+    if value.startswith("@"):
+        try:
+            text = Path(value[1:]).read_text()
+        except OSError as exc:
+            raise InvalidInput(
+                f"{option} {value!r} names a file that cannot be read: {exc.strerror}; give JSON inline "
+                "or @ and the path of a JSON file.",
+                field=option,
+            ) from exc
+    else:
+        text = value
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise MalformedBody(f"{option} is not valid JSON: {exc}.", field=option) from exc
+
+
+def _metadata_option(value: str | None) -> dict[str, Any]:
+    metadata = _json_option(value, "--metadata")
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise InvalidInput(
+            f"--metadata must be a JSON object, got {type(metadata).__name__} {value!r:.80}; "
+            'for example --metadata \'{"owner": "ana"}\'.',
+            field="--metadata",
+        )
+    return metadata
 
 
 def _tag(text: str) -> tuple[str, str]:
@@ -255,22 +332,28 @@ def models_delete(state: State, ref: str, yes: bool) -> None:
 
 @cli.command()
 @click.argument("ref", metavar="NAME[:VERSION]")
-@click.option("--input", "input_file", required=True, type=click.File("rb"),
-              help="Rows as .csv (with a header), .json (a request body or a list of rows) or - for stdin.")
+@click.option(
+    "--input",
+    "input_file",
+    required=True,
+    type=click.File("rb"),
+    help="Rows as .csv (with a header), .json (a request body or a list of rows) or - for stdin.",
+)
 @click.option("--probabilities", is_flag=True, help="Add class probabilities (classifiers).")
 @pass_state
 def predict(state: State, ref: str, input_file: io.BufferedReader, probabilities: bool) -> None:
     """Predict with a registered model, in process, and print the response as JSON."""
     name, version = parse_ref(ref)
     data = input_file.read()
+    source = str(getattr(input_file, "name", "<stdin>"))  # a stream stood in for stdin has no name
     inference = state.services.inference
-    if input_file.name.endswith(".csv") or (not data.lstrip().startswith((b"{", b"["))):
+    if source.endswith(".csv") or not data.lstrip().startswith((b"{", b"[")):
         result = inference.predict(name, version, csv=data, probabilities=probabilities)
     else:
         try:
             body = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
-            raise MalformedBody(f"{input_file.name} is not valid JSON: {exc}.", field="--input") from exc
+            raise MalformedBody(f"{source} is not valid JSON: {exc}.", field="--input") from exc
         if isinstance(body, list):
             body = {"instances": body}
         result = inference.predict(name, version, body=body, probabilities=probabilities)
@@ -303,4 +386,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -17,6 +17,7 @@ responses. Instances say *where* the fault is (``field``, ``row``, ``column``) w
     ├── InvalidInput                422  invalid-input        rows that do not fit the signature
     ├── InvalidModel                422  invalid-model        an upload that is not a model of its format
     │   └── UnsafeModel             422  unsafe-model         types not on the trusted list
+    ├── InvalidSettings             500  invalid-settings     a setting's value is wrong (exit code 2)
     ├── MissingDependency           501  missing-dependency   a format's extra is not installed
     └── ModelError                  500  model-error          the model failed on valid input
 """
@@ -157,6 +158,15 @@ class UnsafeModel(InvalidModel):
     @property
     def title(self) -> str:
         return "Unsafe Model"
+
+
+class InvalidSettings(WharfError):
+    slug = "invalid-settings"
+    exit_code = 2
+
+    @property
+    def title(self) -> str:
+        return "Invalid Settings"
 
 
 class MissingDependency(WharfError):

@@ -14,7 +14,7 @@ from __future__ import annotations
 from flask import Flask
 
 from wharf.http import make_blueprint
-from wharf.services import Services, build_services
+from wharf.services import build_services
 from wharf.settings import Settings
 
 EXTENSION = "wharf"
@@ -40,7 +40,6 @@ class Wharf:
         self.settings = settings
         self.url_prefix = url_prefix
         self.preload = preload
-        self.services: Services | None = None
         if app is not None:
             self.init_app(app)
 
@@ -53,4 +52,3 @@ class Wharf:
             services.inference.preload()
         else:
             services.inference.ready.set()
-        self.services = services

@@ -18,13 +18,14 @@ KEEPALIVE_SECONDS = 5
 GRACEFUL_SECONDS = 30
 
 
-class WharfServer(BaseApplication):  # type: ignore[misc]
+class WharfServer(BaseApplication):
     """gunicorn running ``create_app(settings)`` in ``settings.workers`` x ``settings.threads``.
 
-    :param on_ready: called in the master once the socket is bound.
+    :param on_ready: called in the master once the socket is bound, with the URL it listens at
+        (the real port where ``settings.port`` is 0).
     """
 
-    def __init__(self, settings: Settings, on_ready: Callable[[], None] | None = None) -> None:
+    def __init__(self, settings: Settings, on_ready: Callable[[str], None] | None = None) -> None:
         self.settings = settings
         self.on_ready = on_ready
         super().__init__()
@@ -42,7 +43,7 @@ class WharfServer(BaseApplication):  # type: ignore[misc]
             "loglevel": s.log_level.lower(),
             "errorlog": "-",
             "proc_name": "wharf",
-            "when_ready": lambda _server: self.on_ready() if self.on_ready else None,
+            "when_ready": self._when_ready,
             # gunicorn >= 25 opens a control socket in $HOME; one per user clashes between servers.
             "control_socket_disable": True,
         }
@@ -50,12 +51,16 @@ class WharfServer(BaseApplication):  # type: ignore[misc]
             if key in self.cfg.settings:
                 self.cfg.set(key, value)
 
+    def _when_ready(self, arbiter: Any) -> None:
+        if self.on_ready is not None:
+            self.on_ready(str(arbiter.LISTENERS[0]))  # "http://127.0.0.1:8000"
+
     def load(self) -> Any:
         from wharf.app import create_app
 
         return create_app(self.settings)
 
 
-def serve(settings: Settings, on_ready: Callable[[], None] | None = None) -> None:
+def serve(settings: Settings, on_ready: Callable[[str], None] | None = None) -> None:
     """Run the server until it is stopped."""
     WharfServer(settings, on_ready).run()

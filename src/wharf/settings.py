@@ -7,34 +7,73 @@ exists), and the defaults below. Nothing else in wharf reads ``os.environ``.
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
+import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
 
+from wharf.errors import InvalidSettings
+
+ENV_PREFIX = "WHARF_"
 CONFIG_ENV = "WHARF_CONFIG"
 DEFAULT_CONFIG_FILE = "wharf.toml"
 
+Names = Annotated[tuple[str, ...], NoDecode]
+"""A list of names: a TOML array, or in a variable either ``a,b,c`` or a JSON array."""
+
 
 def _config_file() -> Path | None:
+    """:raises InvalidSettings: ``WHARF_CONFIG`` names no file (a typo must not go unnoticed)."""
     explicit = os.environ.get(CONFIG_ENV)
     if explicit:
-        return Path(explicit)
+        path = Path(explicit)
+        if not path.is_file():
+            raise InvalidSettings(
+                f"{CONFIG_ENV} names {explicit!r}, which is not a file; point it at a TOML file "
+                "of settings or unset it.",
+                field=CONFIG_ENV,
+            )
+        return path
     default = Path(DEFAULT_CONFIG_FILE)
     return default if default.is_file() else None
+
+
+def _invalid(exc: ValidationError, fields: dict[str, Any]) -> InvalidSettings:
+    """One message naming every bad setting, where it may be set, and what it got."""
+    problems = []
+    for error in exc.errors():
+        name = ".".join(str(part) for part in error["loc"]) or "settings"
+        top = str(error["loc"][0]) if error["loc"] else ""
+        if error["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(top, list(fields), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"known settings: {', '.join(fields)}"
+            problems.append(f"unknown setting {name!r} ({hint})")
+        else:
+            where = f"{name!r} ({ENV_PREFIX}{top.upper()})" if top in fields else repr(name)
+            problems.append(f"{where}: {error['msg']}, got {error.get('input')!r}")
+    first = str(exc.errors()[0]["loc"][0]) if exc.errors() and exc.errors()[0]["loc"] else None
+    return InvalidSettings(
+        "Invalid settings: " + "; ".join(problems) + ". Fix the option, the WHARF_* variable or "
+        "the config file that sets it.",
+        field=first,
+    )
 
 
 class Settings(BaseSettings):
     """Typed settings of a wharf server or CLI invocation."""
 
-    model_config = SettingsConfigDict(env_prefix="WHARF_", extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
 
     home: Path = Path(".wharf")
     """Folder for the embedded defaults: the SQLite registry and the artifact folder."""
@@ -60,7 +99,7 @@ class Settings(BaseSettings):
     timeout: int = Field(60, ge=1)
     """Seconds a worker may spend on one request before it is restarted."""
 
-    models: tuple[str, ...] = ()
+    models: Names = ()
     """Names of the models this server serves; empty serves every registered model."""
 
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
@@ -78,11 +117,28 @@ class Settings(BaseSettings):
     refresh_seconds: float = Field(2.0, ge=0)
     """How long the server trusts its view of which version is latest before asking the registry."""
 
-    skops_trusted_types: tuple[str, ...] = ()
+    skops_trusted_types: Names = ()
     """Extra type names trusted when loading skops files, beyond scikit-learn's own."""
 
     log_level: str = "INFO"
     """Level of wharf's log (DEBUG, INFO, WARNING, ERROR)."""
+
+    def __init__(self, **values: Any) -> None:
+        """:raises InvalidSettings: a value, from any source, is invalid (naming it and its variable)."""
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise _invalid(exc, type(self).model_fields) from exc
+
+    @field_validator("models", "skops_trusted_types", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return tuple(part.strip() for part in text.split(",") if part.strip())
+        return value
 
     @field_validator("log_level")
     @classmethod
@@ -104,7 +160,12 @@ class Settings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         config_file = _config_file()
         if config_file is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+            try:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+            except tomllib.TOMLDecodeError as exc:
+                raise InvalidSettings(
+                    f"The config file {str(config_file)!r} is not valid TOML: {exc}.", field=CONFIG_ENV
+                ) from exc
         return tuple(sources)
 
     @property
@@ -121,4 +182,7 @@ class Settings(BaseSettings):
         """A copy with ``changes`` applied and validated (settings are frozen)."""
         data = self.model_dump()
         data.update({key: value for key, value in changes.items() if value is not None})
-        return type(self).model_validate(data)
+        try:
+            return type(self).model_validate(data)
+        except ValidationError as exc:
+            raise _invalid(exc, type(self).model_fields) from exc

@@ -36,6 +36,8 @@ class Column(BaseModel):
     dtype: DType = "float64"
     nullable: bool = False
     """Whether the model accepts a missing value (null, NaN, empty CSV cell) here."""
+    categories: list[Any] | None = Field(None, exclude_if=lambda value: value is None)
+    """Values the model was fitted on, for a categorical column (documentation and examples)."""
 
     @property
     def numeric(self) -> bool:
@@ -81,7 +83,12 @@ class Signature(BaseModel):
     def example_row(self) -> dict[str, Any]:
         """A plausible row keyed by column, for docs and the example request."""
         values: dict[str, Any] = {"string": "text", "bool": False}
-        return {c.name: values.get(c.dtype, 0.0 if c.dtype.startswith("float") else 0) for c in self.inputs}
+        return {
+            c.name: c.categories[0]
+            if c.categories
+            else values.get(c.dtype, 0.0 if c.dtype.startswith("float") else 0)
+            for c in self.inputs
+        }
 
     @classmethod
     def numbered(cls, n_features: int, dtype: DType = "float64", **output: Any) -> Signature:

@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, current_app, render_template, request, send_from_directory, url_for
 from pydantic import ValidationError
 
-from wharf.errors import BadRequest, InvalidInput, WharfError
+from wharf.errors import BadRequest, InvalidInput, InvalidModel, VersionNotFound, WharfError
 from wharf.http import problems
 from wharf.http.bodies import (
     CSV_TYPES,
@@ -35,24 +35,39 @@ from wharf.http.schemas import (
     VersionList,
 )
 from wharf.services import Services
+from wharf.services.decoding import suggest
 from wharf.services.registry import Registration
 from wharf.storage import VersionRecord
 
 NAME = "wharf"
 TRUE = frozenset({"1", "true", "yes", "on"})
+MAX_VERSION = 2**63 - 1
+"""Version numbers are stored as signed 64-bit integers; larger ones in a URL cannot exist."""
 
 
 def services() -> Services:
-    return current_app.extensions[NAME]  # type: ignore[no-any-return]
+    return current_app.extensions[NAME]
 
 
 def make_blueprint() -> Blueprint:
     """A fresh blueprint (one per application, so tests can build many apps)."""
     bp = Blueprint(NAME, __name__, template_folder="templates")
     problems.register(bp)
+    bp.url_value_preprocessor(_check_version_number)
     for rule, view, methods in ROUTES:
         bp.add_url_rule(rule, view_func=view, methods=methods)
     return bp
+
+
+def _check_version_number(endpoint: str | None, values: dict[str, Any] | None) -> None:
+    """:raises VersionNotFound: the URL's version number is beyond what can be stored."""
+    values = values or {}
+    version = values.get("version")
+    if isinstance(version, int) and version > MAX_VERSION:
+        raise VersionNotFound(
+            f"Model {values.get('name')!r} has no version {version}; version numbers go up to {MAX_VERSION}.",
+            field="version",
+        )
 
 
 def _flag(name: str) -> bool:
@@ -108,7 +123,11 @@ def list_models() -> Any:
     return json_response({"models": models})
 
 
-@documented("One model: its latest version, signature and an example request.", tags=("models",), responses={200: Model})
+@documented(
+    "One model: its latest version, signature and an example request.",
+    tags=("models",),
+    responses={200: Model},
+)
 def get_model(name: str) -> Any:
     svc = services()
     svc.inference.check_served(name)
@@ -139,7 +158,9 @@ def list_versions(name: str) -> Any:
     return json_response({"name": name, "versions": [_version_json(r) for r in svc.registry.versions(name)]})
 
 
-@documented("One version: metadata, signature and an example request.", tags=("versions",), responses={200: Version})
+@documented(
+    "One version: metadata, signature and an example request.", tags=("versions",), responses={200: Version}
+)
 def get_version(name: str, version: int) -> Any:
     svc = services()
     svc.inference.check_served(name)
@@ -176,7 +197,18 @@ def upload_version(name: str) -> Any:
     with tempfile.TemporaryDirectory(dir=svc.settings.home) as tmp:
         path = Path(tmp) / "upload"  # never the client's file name: no path reaches the disk
         upload.save(path)
-        record = svc.registry.register(name, path, filename, options)
+        try:
+            record = svc.registry.register(name, path, filename, options)
+        except InvalidModel as exc:
+            exc.field = exc.field or "file"  # the part of this request at fault
+            # A loader's message may quote the file it read; clients see their own file name,
+            # not where this server keeps its temporary files.
+            exc.detail = exc.detail.replace(str(path), filename).replace(tmp, "")
+            raise
+        except InvalidInput as exc:
+            if exc.field and exc.field.startswith("signature"):
+                exc.field = f"metadata.{exc.field}"  # the signature came in the metadata part
+            raise
     svc.inference.forget(name)
     location = url_for(f"{NAME}.get_version", name=name, version=record.version)
     return json_response(_version_json(record), status=201, headers={"Location": location})
@@ -185,13 +217,20 @@ def upload_version(name: str) -> Any:
 def _upload_options(raw: str | None) -> Registration:
     if not raw:
         return Registration()
-    data = parse_json(raw.encode())
+    data = parse_json(raw.encode(), field="metadata")
     try:
         meta = UploadMetadata.model_validate(data)
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(p) for p in error["loc"])
-        raise InvalidInput(f"Invalid upload metadata at {where!r}: {error['msg']}.", field=f"metadata.{where}") from exc
+        hint = ""
+        if error["type"] == "extra_forbidden":
+            hint = suggest(str(error["loc"][-1]), list(UploadMetadata.model_fields))
+        raise InvalidInput(
+            f"Invalid upload metadata at {where or 'top level'!r}: {error['msg']}; expected a JSON "
+            'object such as {"format": "joblib", "description": "...", "tags": {"team": "ml"}}.' + hint,
+            field=f"metadata.{where}" if where else "metadata",
+        ) from exc
     return Registration(
         format=meta.format,
         signature=meta.signature,

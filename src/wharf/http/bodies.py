@@ -31,13 +31,15 @@ def read_body(limit: int) -> bytes:
     return data
 
 
-def parse_json(data: bytes) -> Any:
+def parse_json(data: bytes, field: str = "body") -> Any:
+    """The parsed JSON of ``data``; :raises MalformedBody: naming ``field`` when it does not parse."""
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
+        what = "The body" if field == "body" else f"{field!r}"
         raise MalformedBody(
-            f"The body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
-            field="body",
+            f"{what} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
+            field=field,
         ) from exc
 
 

@@ -15,8 +15,8 @@ from flask import Flask
 from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import models_json_schema
 
-from wharf.version import __version__
 from wharf.http.schemas import Problem
+from wharf.version import __version__
 
 F = TypeVar("F", bound=Callable[..., Any])
 REF = "#/components/schemas/{model}"
@@ -116,12 +116,19 @@ def build_spec(app: Flask, blueprint: str, examples: dict[str, Any] | None = Non
             for m in CONVERTER.finditer(rule.rule)
         ]
         parameters += [
-            {"name": name, "in": "query", "required": False, "description": text, "schema": {"type": "string"}}
+            {
+                "name": name,
+                "in": "query",
+                "required": False,
+                "description": text,
+                "schema": {"type": "string"},
+            }
             for name, text in doc.query.items()
         ]
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             operation: dict[str, Any] = {
-                "operationId": rule.endpoint.split(".", 1)[1] + ("" if method == "GET" else f"_{method.lower()}"),
+                "operationId": rule.endpoint.split(".", 1)[1]
+                + ("" if method == "GET" else f"_{method.lower()}"),
                 "summary": doc.summary,
                 "tags": list(doc.tags),
                 "responses": _responses(doc, refs),

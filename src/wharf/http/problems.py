@@ -21,6 +21,8 @@ HTTP_SLUGS = {
     413: "content-too-large",
     415: "unsupported-media-type",
 }
+HTTP_TITLES = {413: "Content Too Large"}
+"""Titles that must match those of wharf's own errors of the same type (RFC 9110 renamed 413)."""
 
 
 def problem(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
@@ -43,7 +45,7 @@ def from_http_exception(error: HTTPException) -> Response:
         detail = f"{request.method} is not allowed on {request.path}; allowed: {allowed}."
     body = {
         "type": PROBLEM_BASE + HTTP_SLUGS.get(status, "http-error"),
-        "title": error.name,
+        "title": HTTP_TITLES.get(status, error.name),
         "status": status,
         "detail": detail,
     }

@@ -159,11 +159,15 @@ class UploadMetadata(BaseModel):
     """The optional ``metadata`` part of a version upload (a JSON object)."""
 
     model_config = ConfigDict(extra="forbid")
-    format: str | None = Field(None, description="joblib, pickle, skops, onnx, xgboost or lightgbm; else guessed.")
+    format: str | None = Field(
+        None, description="joblib, pickle, skops, onnx, xgboost or lightgbm; else guessed."
+    )
     signature: Signature | None = Field(None, description="Inputs and output, where the model cannot say.")
     description: str = Field("", max_length=10_000)
     tags: dict[str, str] = Field(default_factory=dict)
-    metadata: dict[str, Any] = Field(default_factory=dict, description="Free-form; `example` is a row shown in docs.")
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="Free-form; `example` is a row shown in docs."
+    )
 
 
 class UploadForm(BaseModel):

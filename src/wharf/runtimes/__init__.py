@@ -85,15 +85,15 @@ def detect_format(filename: str, head: bytes) -> str:
         if lower.endswith(suffix):
             return fmt
     stripped = head.lstrip()
-    if lower.endswith(".json") or stripped.startswith(b"{"):
-        if b'"learner"' in head:
-            return "xgboost"
+    if (lower.endswith(".json") or stripped.startswith(b"{")) and b"learner" in head[:64]:
+        return "xgboost"  # JSON {"learner": ...} or UBJSON {L<length>learner...
     if stripped.startswith(b"tree\n") or b"\nversion=v" in head[:200]:
         return "lightgbm"
     if head.startswith(b"PK"):
         return "skops"
     if head[:1] == b"\x80":
-        return "pickle"
+        # joblib.load reads plain pickles too, while pickle.load fails on joblib's array frames.
+        return "joblib"
     raise InvalidModel(
         f"Cannot tell the format of {filename!r} from its name or content; name it with one of "
         f"{', '.join(sorted(SUFFIXES))} or pass the format explicitly ({', '.join(formats())})."

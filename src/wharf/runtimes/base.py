@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 
 from wharf.batch import Batch
-from wharf.errors import InvalidInput, ModelError, WharfError
+from wharf.errors import InvalidInput, InvalidModel, ModelError, WharfError
 from wharf.signature import Output, Signature
 
 
@@ -59,13 +59,16 @@ class Runtime(Protocol):
         ...
 
 
-def complete(inferred: Signature | None, explicit: Signature | None, what: str) -> Signature:
+def complete(
+    inferred: Signature | None, explicit: Signature | None, what: str, output: Output | None = None
+) -> Signature:
     """The explicit signature where given, with class labels filled in from the model.
 
-    :raises InvalidModel: neither is available.
+    :param output: what the model says about its output, for models that state their output but
+        not their inputs (``inferred`` is None); default: ``inferred.output``.
+    :raises InvalidModel: neither signature is available.
+    :raises InvalidInput: the explicit signature has another number of inputs than the model.
     """
-    from wharf.errors import InvalidModel
-
     if explicit is None:
         if inferred is None:
             raise InvalidModel(
@@ -73,9 +76,17 @@ def complete(inferred: Signature | None, explicit: Signature | None, what: str) 
                 'signature, e.g. {"inputs": [{"name": "x0", "dtype": "float64"}, ...]}.'
             )
         return inferred
-    if inferred is not None and explicit.output.classes is None and inferred.output.classes:
-        output = Output(kind=inferred.output.kind, classes=inferred.output.classes)
-        return Signature(inputs=explicit.inputs, output=output)
+    if inferred is not None and len(explicit.inputs) != len(inferred.inputs):
+        shown = ", ".join(repr(n) for n in inferred.names[:8])
+        more = f", ... ({len(inferred.inputs)} in all)" if len(inferred.inputs) > 8 else ""
+        raise InvalidInput(
+            f"The signature names {len(explicit.inputs)} input columns, but this {what} takes "
+            f"{len(inferred.inputs)} ({shown}{more}); give one column per model input, in order.",
+            field="signature.inputs",
+        )
+    known = inferred.output if inferred is not None else output
+    if known is not None and explicit.output.classes is None and known.classes:
+        return Signature(inputs=explicit.inputs, output=Output(kind=known.kind, classes=known.classes))
     return explicit
 
 
@@ -89,9 +100,14 @@ def labels_from_proba(proba: np.ndarray, classes: list[Any] | None) -> np.ndarra
 
 @contextmanager
 def calling_model(name: str) -> Iterator[None]:
-    """Convert a framework's exception raised by a predict call into a wharf error."""
+    """Convert a framework's exception raised by a predict call into a wharf error.
+
+    Floating-point overflow inside the model is silenced here (numpy's error state is per thread):
+    it shows as a non-finite result, which the inference service refuses naming the row.
+    """
     try:
-        yield
+        with np.errstate(all="ignore"):
+            yield
     except WharfError:
         raise
     except (ValueError, TypeError, KeyError, IndexError) as exc:

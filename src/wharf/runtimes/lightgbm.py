@@ -21,7 +21,9 @@ def _lgb() -> Any:
     try:
         import lightgbm
     except ImportError as exc:
-        raise MissingDependency("Serving LightGBM models needs lightgbm; run: pip install 'wharf[lightgbm]'.") from exc
+        raise MissingDependency(
+            "Serving LightGBM models needs lightgbm; run: pip install 'wharf[lightgbm]'."
+        ) from exc
     return lightgbm
 
 
@@ -66,7 +68,11 @@ class LightGBMRuntime:
                 raise ValueError("no 'objective=' line before the first tree")
             booster = lgb.Booster(model_file=str(path))
         except Exception as exc:
-            raise InvalidModel(f"This is not a LightGBM text model file: {exc}") from exc
+            reason = str(exc).replace(str(path), path.name)  # no server paths in client messages
+            raise InvalidModel(
+                f"This is not a LightGBM text model file: {reason}. Save the model with "
+                "booster.save_model('model.txt')."
+            ) from exc
         objective = header["objective"].split()[0]
         n_class = int(header.get("num_class", "1"))
         if objective == "binary":

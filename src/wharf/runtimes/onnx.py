@@ -27,6 +27,8 @@ ONNX_TYPES: dict[str, tuple[DType, Any]] = {
     "tensor(bool)": ("bool", np.bool_),
     "tensor(string)": ("string", np.object_),
 }
+FLOAT_TYPES = frozenset({"tensor(float)", "tensor(double)", "tensor(float16)"})
+"""Output types of a regressor's values."""
 CLASS_ATTRIBUTES = ("classlabels_int64s", "classlabels_strings", "classlabels_ints")
 
 
@@ -34,7 +36,9 @@ def _ort() -> Any:
     try:
         import onnxruntime
     except ImportError as exc:
-        raise MissingDependency("Serving ONNX models needs onnxruntime; run: pip install 'wharf[onnx]'.") from exc
+        raise MissingDependency(
+            "Serving ONNX models needs onnxruntime; run: pip install 'wharf[onnx]'."
+        ) from exc
     return onnxruntime
 
 
@@ -85,9 +89,12 @@ class OnnxRuntime:
         try:
             session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as exc:
-            raise InvalidModel(f"This is not a loadable ONNX model: {exc}") from exc
-        meta = session.get_modelmeta()
-        resolved = complete(_infer(session, meta.custom_metadata_map, path), signature, "ONNX model")
+            detail = str(exc).replace(str(path), path.name)  # the server's paths stay private
+            raise InvalidModel(f"This is not a loadable ONNX model: {detail}") from exc
+        metadata = session.get_modelmeta().custom_metadata_map
+        output = _output(session, metadata, path)
+        inferred = _infer(session, metadata, output)
+        resolved = complete(inferred, signature, "ONNX model", output=output)
         return cls(session, resolved, {"onnxruntime": ort.__version__})
 
     def _feed(self, batch: Batch) -> dict[str, np.ndarray]:
@@ -122,25 +129,56 @@ def _width(node: Any) -> int | None:
     return None
 
 
-def _infer(session: Any, metadata: dict[str, str], path: Path) -> Signature | None:
-    inputs = session.get_inputs()
+def _metadata_list(metadata: dict[str, str], key: str) -> list[Any] | None:
+    """The JSON list stored under ``key`` in the model's metadata properties, if any.
+
+    :raises InvalidModel: the property is there but is not a JSON list.
+    """
+    if key not in metadata:
+        return None
+    try:
+        value = json.loads(metadata[key])
+    except ValueError:
+        value = None
+    if not isinstance(value, list) or not value:
+        raise InvalidModel(
+            f"The ONNX metadata property {key!r} must be a non-empty JSON list, got "
+            f"{metadata[key]!r:.80}; write it with json.dumps([...])."
+        )
+    return value
+
+
+def _output(session: Any, metadata: dict[str, str], path: Path) -> Output:
+    """A label and a probability output make a classifier; one float output a regressor."""
     outputs = session.get_outputs()
-    classes = json.loads(metadata["wharf.classes"]) if "wharf.classes" in metadata else None
     if len(outputs) >= 2:
-        output = Output(kind="classification", classes=classes or _graph_classes(path))
-    else:
-        output = Output(kind="regression" if "float" in outputs[0].type else "other")
+        classes = _metadata_list(metadata, "wharf.classes") or _graph_classes(path)
+        return Output(kind="classification", classes=classes)
+    return Output(kind="regression" if outputs[0].type in FLOAT_TYPES else "other")
+
+
+def _infer(session: Any, metadata: dict[str, str], output: Output) -> Signature | None:
+    """The signature the graph states, or None when its input width is not fixed.
+
+    :raises InvalidModel: ``wharf.columns`` does not match the input width.
+    """
+    inputs = session.get_inputs()
     if len(inputs) == 1 and _width(inputs[0]) != 1:
         dtype = ONNX_TYPES.get(inputs[0].type, ("float32", None))[0]
-        if "wharf.columns" in metadata:
-            names = json.loads(metadata["wharf.columns"])
-        elif _width(inputs[0]) is not None:
-            names = [f"x{i}" for i in range(_width(inputs[0]) or 0)]
-        else:
-            return None
+        width = _width(inputs[0])
+        names = _metadata_list(metadata, "wharf.columns")
+        if names is None:
+            if width is None:
+                return None
+            names = [f"x{i}" for i in range(width)]
+        elif width is not None and len(names) != width:
+            raise InvalidModel(
+                f"The ONNX metadata property 'wharf.columns' names {len(names)} columns, but the "
+                f"input {inputs[0].name!r} takes {width}; name every column once, in order."
+            )
         nullable = metadata.get("wharf.nullable") == "true"
         return Signature(
-            inputs=[Column(name=n, dtype=dtype, nullable=nullable) for n in names], output=output
+            inputs=[Column(name=str(n), dtype=dtype, nullable=nullable) for n in names], output=output
         )
     columns = [
         Column(name=node.name, dtype=ONNX_TYPES.get(node.type, ("float32", None))[0]) for node in inputs

@@ -18,9 +18,9 @@ from sklearn.base import is_regressor
 from sklearn.utils import get_tags
 
 from wharf.batch import Batch
-from wharf.errors import InvalidModel, MissingDependency, UnsafeModel
+from wharf.errors import InvalidInput, InvalidModel, MissingDependency, UnsafeModel
 from wharf.runtimes.base import calling_model, complete
-from wharf.signature import Column, DType, Output, Signature, dtype_from_numpy
+from wharf.signature import Column, Output, Signature, dtype_from_numpy
 
 TEXT_COLUMN = "text"
 TRUSTED_PREFIXES = ("sklearn.",)
@@ -36,7 +36,7 @@ def _load_object(path: Path, fmt: str, trusted: tuple[str, ...]) -> tuple[Any, s
         try:
             if fmt == "pickle":
                 with path.open("rb") as fh:
-                    obj = pickle.load(fh)  # noqa: S301 - documented: pickles are admin-only
+                    obj = pickle.load(fh)  # documented: pickle and joblib uploads are admin-only
             else:
                 obj = joblib.load(path)
         except Exception as exc:
@@ -102,11 +102,11 @@ def _allow_nan(estimator: Any, after: list[Any] | None = None) -> bool:
     return True
 
 
-def _column_kinds(estimator: Any) -> dict[str, tuple[DType, bool]]:
-    """Per-column dtype and nullability where a fitted ColumnTransformer says."""
+def _column_kinds(estimator: Any) -> dict[str, Column]:
+    """Per-column dtype, nullability and categories where a fitted ColumnTransformer says."""
     steps = _steps(estimator)
     first, rest = steps[0], steps[1:]
-    kinds: dict[str, tuple[DType, bool]] = {}
+    kinds: dict[str, Column] = {}
     for _, transformer, columns in getattr(first, "transformers_", []):
         if isinstance(columns, str):
             columns = [columns]
@@ -119,11 +119,13 @@ def _column_kinds(estimator: Any) -> dict[str, tuple[DType, bool]]:
             if not isinstance(name, str):
                 continue
             if _is_text_vectorizer(head):
-                kinds[name] = ("string", False)
+                kinds[name] = Column(name=name, dtype="string")
             elif categories is not None and j < len(categories):
-                kinds[name] = (dtype_from_numpy(categories[j].dtype.kind), nullable)
+                known = [c for c in categories[j].tolist() if c is not None and c == c]  # no NaN
+                dtype = dtype_from_numpy(categories[j].dtype.kind)
+                kinds[name] = Column(name=name, dtype=dtype, nullable=nullable, categories=known or None)
             else:
-                kinds[name] = ("float64", nullable)
+                kinds[name] = Column(name=name, nullable=nullable)
     return kinds
 
 
@@ -134,24 +136,28 @@ def _last_step(transformer: Any, attribute: str) -> Any:
     return transformer
 
 
+def _is_regressor(estimator: Any) -> bool:
+    """scikit-learn's answer; objects that only share its API (no tags) are not regressors."""
+    try:
+        return bool(is_regressor(estimator))
+    except Exception:  # scikit-learn >= 1.6 raises for objects without __sklearn_tags__
+        return False
+
+
 def infer_signature(estimator: Any) -> Signature | None:
     """What a fitted estimator says about its inputs and output."""
     classes = getattr(estimator, "classes_", None)
     if classes is not None:
         output = Output(kind="classification", classes=np.asarray(classes).tolist())
     else:
-        output = Output(kind="regression" if is_regressor(estimator) else "other")
+        output = Output(kind="regression" if _is_regressor(estimator) else "other")
     if _is_text_vectorizer(_first_step(estimator)):
         return Signature(inputs=[Column(name=TEXT_COLUMN, dtype="string")], output=output)
     nullable = _allow_nan(estimator)
     names = getattr(estimator, "feature_names_in_", None)
     if names is not None:
         kinds = _column_kinds(estimator)
-        columns = [
-            Column(name=str(n), dtype=kinds.get(n, ("float64", nullable))[0],
-                   nullable=kinds.get(n, ("float64", nullable))[1])
-            for n in names
-        ]
+        columns = [kinds.get(n) or Column(name=str(n), nullable=nullable) for n in names]
         return Signature(inputs=columns, output=output)
     try:
         n_features = int(estimator.n_features_in_)
@@ -159,6 +165,19 @@ def infer_signature(estimator: Any) -> Signature | None:
         return None
     inputs = [Column(name=f"x{i}", nullable=nullable) for i in range(n_features)]
     return Signature(inputs=inputs, output=output)
+
+
+def _check_frame_names(estimator: Any, signature: Signature) -> None:
+    """:raises InvalidInput: a model fitted on a DataFrame is given other column names."""
+    fitted = getattr(estimator, "feature_names_in_", None)
+    if fitted is None or signature.names == [str(n) for n in fitted]:
+        return
+    raise InvalidInput(
+        f"The signature names the columns {signature.names!r:.200}, but this "
+        f"{type(estimator).__name__} was fitted on a DataFrame with the columns "
+        f"{[str(n) for n in fitted]!r:.200}; use those names, in that order.",
+        field="signature.inputs",
+    )
 
 
 class SklearnRuntime:
@@ -191,6 +210,7 @@ class SklearnRuntime:
                 "save the fitted estimator or pipeline itself."
             )
         resolved = complete(infer_signature(estimator), signature, type(estimator).__name__)
+        _check_frame_names(estimator, resolved)
         made_with = {"scikit-learn": saved_version or sklearn.__version__}
         return cls(estimator, resolved, made_with)
 

@@ -1,8 +1,9 @@
 """XGBoost boosters from their own JSON or UBJSON model files.
 
 The objective decides the output: ``binary:logistic`` and ``multi:softprob`` are classifiers with
-probabilities, ``multi:softmax`` gives labels only, everything else gives values. Missing values
-(null, NaN) are native to XGBoost, so every column is nullable.
+probabilities, ``binary:hinge`` and ``multi:softmax`` give labels only, everything else gives values
+(``binary:logitraw`` its margins). Missing values (null, NaN) are native to XGBoost, so every column
+is nullable.
 """
 
 from __future__ import annotations
@@ -19,22 +20,26 @@ from wharf.runtimes.base import calling_model, complete, labels_from_proba
 from wharf.signature import Column, DType, Output, Signature
 
 FEATURE_TYPES: dict[str, DType] = {"float": "float64", "q": "float64", "int": "int64", "i": "bool"}
+LABEL_OBJECTIVES = frozenset({"binary:hinge", "multi:softmax"})
+"""Objectives whose raw output is the class index."""
 
 
 def _xgb() -> Any:
     try:
         import xgboost
     except ImportError as exc:
-        raise MissingDependency("Serving XGBoost models needs xgboost; run: pip install 'wharf[xgboost]'.") from exc
+        raise MissingDependency(
+            "Serving XGBoost models needs xgboost; run: pip install 'wharf[xgboost]'."
+        ) from exc
     return xgboost
 
 
-def _saved_version(path: Path) -> str | None:
+def _saved_version(data: bytes) -> str | None:
     """The xgboost version a JSON model file records (UBJSON files are not read for it)."""
-    if path.read_bytes()[:1] != b"{":
+    if data[:1] != b"{":
         return None
     try:
-        version = json.loads(path.read_bytes()).get("version")
+        version = json.loads(data).get("version")
     except ValueError:
         return None
     return ".".join(str(part) for part in version) if isinstance(version, list) else None
@@ -62,17 +67,26 @@ class XGBoostRuntime:
         trusted: tuple[str, ...] = (),
     ) -> XGBoostRuntime:
         xgb = _xgb()
+        data = path.read_bytes()
+        if not data:  # xgboost aborts the process on an empty buffer
+            raise InvalidModel("This is not an XGBoost model file: it is empty.")
         booster = xgb.Booster()
         try:
-            booster.load_model(str(path))
+            # From bytes, not the path: xgboost picks JSON or UBJSON by the file's suffix, and
+            # stored artifacts have none; from a buffer it reads the format from the content.
+            booster.load_model(bytearray(data))
             config = json.loads(booster.save_config())
         except Exception as exc:
-            raise InvalidModel(f"This is not an XGBoost model file: {exc}") from exc
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InvalidModel(
+                f"This is not an XGBoost model file: {reason}. Save the model with "
+                "booster.save_model('model.json') or 'model.ubj'."
+            ) from exc
         learner = config["learner"]
         objective = learner["objective"]["name"]
         n_class = int(learner["learner_model_param"].get("num_class", "0") or 0)
         inferred = _infer(booster, objective, n_class)
-        made_with = {"xgboost": _saved_version(path) or xgb.__version__}
+        made_with = {"xgboost": _saved_version(data) or xgb.__version__}
         return cls(booster, objective, complete(inferred, signature, "XGBoost model"), made_with)
 
     def _raw(self, batch: Batch) -> np.ndarray:
@@ -86,7 +100,7 @@ class XGBoostRuntime:
         if proba is not None:
             return labels_from_proba(proba, self.signature.output.classes)
         raw = self._raw(batch)
-        if self.objective == "multi:softmax" and self.signature.output.classes:
+        if self.objective in LABEL_OBJECTIVES and self.signature.output.classes:
             return np.asarray(self.signature.output.classes)[raw.astype(np.int64)]
         return raw
 
@@ -100,7 +114,7 @@ class XGBoostRuntime:
 
 
 def _infer(booster: Any, objective: str, n_class: int) -> Signature | None:
-    if objective.startswith("binary:"):
+    if objective in {"binary:logistic", "binary:hinge"}:
         output = Output(kind="classification", classes=[0, 1])
     elif objective.startswith("multi:"):
         output = Output(kind="classification", classes=list(range(n_class)))

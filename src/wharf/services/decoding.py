@@ -17,8 +17,9 @@ import csv
 import difflib
 import io
 import math
+import reprlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -29,12 +30,28 @@ from wharf.signature import Column, Signature
 ROW_KEYS = ("instances", "dataframe_records")
 ENVELOPE_KEYS = frozenset({"instances", "inputs", "dataframe_split", "dataframe_records"})
 OPTION_KEYS = frozenset({"return", "parameters", "params", "id"})
+RETURNABLE = ("predictions", "probabilities")
+TEXT_MISSING = frozenset({"", "nan", "na", "null"})
+INT64_BOUND = 2.0**63
+"""Floats at or beyond this magnitude do not fit an int64 column and stay floats."""
+
+# Client values are echoed in messages through this, never through repr(): a bounded depth and
+# length, so a hostile value (a list nested a thousand deep, a megabyte string) cannot blow up.
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 3
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = 6
+_REPR.maxstring = _REPR.maxother = 60
 
 
 def suggest(name: str, candidates: Sequence[str]) -> str:
     """`` Did you mean 'x'?`` for a near miss, else an empty string."""
     close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
     return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def show(value: Any) -> str:
+    """A short, depth-bounded ``repr`` of a client value, for messages."""
+    return _REPR.repr(value)
 
 
 def _preview(names: Sequence[str], limit: int = 8) -> str:
@@ -57,6 +74,7 @@ class Decoder:
         self.name_set = frozenset(self.names)
         self.numeric = signature.numeric
         self.nullable = any(c.nullable for c in self.columns)
+        self.bool_index = [j for j, c in enumerate(self.columns) if c.dtype == "bool"]
 
     # -- envelopes ---------------------------------------------------------------------------
 
@@ -71,14 +89,14 @@ class Decoder:
             raise MalformedBody(
                 f"Expected a JSON object with one of 'instances', 'inputs' or 'dataframe_split', "
                 f"got a JSON {type(body).__name__}.",
-                field="",
+                field="body",
             )
         present = [key for key in body if key in ENVELOPE_KEYS]
         unknown = [key for key in body if key not in ENVELOPE_KEYS and key not in OPTION_KEYS]
         if unknown:
             key = unknown[0]
             raise MalformedBody(
-                f"Unknown field {key!r} in the request body; expected one of 'instances', "
+                f"Unknown field {show(key)} in the request body; expected one of 'instances', "
                 f"'inputs', 'dataframe_split', 'dataframe_records' and optionally 'return'."
                 + suggest(key, sorted(ENVELOPE_KEYS | OPTION_KEYS)),
                 field=key,
@@ -88,8 +106,9 @@ class Decoder:
             raise MalformedBody(
                 "The body must carry exactly one of 'instances', 'inputs', 'dataframe_split' "
                 f"or 'dataframe_records'; got {got}.",
-                field="",
+                field="body",
             )
+        _check_return(body.get("return"))
         key = present[0]
         value = body[key]
         if key in ROW_KEYS:
@@ -108,6 +127,13 @@ class Decoder:
                 field="dataframe_split",
             )
         columns, data = value["columns"], value.get("data")
+        for j, name in enumerate(columns):
+            if not isinstance(name, str):
+                raise InvalidInput(
+                    f"Column names must be strings; 'dataframe_split.columns' item {j} is a "
+                    f"{type(name).__name__} {show(name)}.",
+                    field=f"dataframe_split.columns[{j}]",
+                )
         if not isinstance(data, list):
             raise MalformedBody(
                 f"'dataframe_split.data' must be a list of rows, got {type(data).__name__}.",
@@ -161,14 +187,13 @@ class Decoder:
         if not isinstance(row, list):
             raise InvalidInput(
                 f"Row {i} must be a list of {width} values or an object keyed by column, "
-                f"got {type(row).__name__} {row!r:.60}.",
+                f"got {type(row).__name__} {show(row)}.",
                 field=f"{field}[{i}]",
                 row=i,
             )
         if len(row) != width:
             raise InvalidInput(
-                f"Row {i} has {len(row)} values, expected {width} "
-                f"(columns {_preview(self.names)}).",
+                f"Row {i} has {len(row)} values, expected {width} (columns {_preview(self.names)}).",
                 field=f"{field}[{i}]",
                 row=i,
             )
@@ -181,13 +206,20 @@ class Decoder:
         if array is not None and array.ndim == 2 and array.shape[1] == len(self.names):
             if array.dtype.kind in "fiub":
                 array = array.astype(np.float64, copy=False)
-                if array.dtype.kind == "f" and self.nullable is False and np.isnan(array).any():
-                    self._typed_columns([list(c) for c in array.T], field, rows_field=True)
-                return Batch(self.names, array=array)
+                if self._fits(array):
+                    return Batch(self.names, array=array)
+        # The slow path: per-cell checks that name the row and column at fault.
         for i, row in enumerate(rows):
             self._check_list_row(row, i, field)
         columns = [list(values) for values in zip(*rows, strict=True)]
         return self._typed_columns(columns, field, rows_field=True)
+
+    def _fits(self, array: np.ndarray) -> bool:
+        """Whether a float array of rows holds only values the columns take (no NaN where not
+        nullable, only 0 and 1 in bool columns), so the per-cell checks can be skipped."""
+        if not self.nullable and np.isnan(array).any():
+            return False
+        return not self.bool_index or bool(np.isin(array[:, self.bool_index], (0.0, 1.0)).all())
 
     # -- columns -----------------------------------------------------------------------------
 
@@ -272,7 +304,7 @@ class Decoder:
         for name in names:
             if name not in self.name_set:
                 raise InvalidInput(
-                    f"Unknown column {name!r}; the model takes {_preview(self.names)}."
+                    f"Unknown column {show(name)}; the model takes {_preview(self.names)}."
                     + suggest(str(name), self.names),
                     field=field if row is None else f"{field}.{name}",
                     row=row,
@@ -307,28 +339,44 @@ def _where(field: str, column: Column, i: int, rows_field: bool) -> str:
     return f"{field}[{i}].{column.name}" if rows_field else f"{field}.{column.name}[{i}]"
 
 
+def _check_return(wanted: Any) -> None:
+    """:raises MalformedBody: ``wanted`` (the body's ``"return"``) is not a list drawn from RETURNABLE."""
+    if wanted is None:
+        return
+    expected = f"'return' must be a list drawn from {list(RETURNABLE)}"
+    items = [wanted] if isinstance(wanted, str) else wanted
+    if not isinstance(items, list):
+        raise MalformedBody(f"{expected}, got {type(wanted).__name__} {show(wanted)}.", field="return")
+    for item in items:
+        if not isinstance(item, str) or item not in RETURNABLE:
+            hint = suggest(item, RETURNABLE) if isinstance(item, str) else ""
+            raise MalformedBody(f"{expected}, got {show(item)} in it." + hint, field="return")
+
+
 def _missing(value: Any, from_text: bool) -> bool:
     if value is None:
         return True
     if from_text:
-        return value == "" or value.lower() in {"nan", "na", "null"}
+        return value.strip().lower() in TEXT_MISSING
     return isinstance(value, float) and math.isnan(value)
 
 
-def _convert(
-    values: list[Any], column: Column, field: str, rows_field: bool, from_text: bool
-) -> np.ndarray:
+def _missing_error(column: Column, field: str, i: int, rows_field: bool) -> InvalidInput:
+    return InvalidInput(
+        f"Missing value (null or NaN) in column {column.name!r} at row {i}; this model "
+        "cannot take missing values there. Fill it before sending.",
+        field=_where(field, column, i, rows_field),
+        row=i,
+        column=column.name,
+    )
+
+
+def _convert(values: list[Any], column: Column, field: str, rows_field: bool, from_text: bool) -> np.ndarray:
     """One column's values as a typed 1-D array; raises :class:`InvalidInput` naming the cell."""
     for i, value in enumerate(values):
         if _missing(value, from_text):
             if not column.nullable:
-                raise InvalidInput(
-                    f"Missing value (null or NaN) in column {column.name!r} at row {i}; this model "
-                    "cannot take missing values there. Fill it before sending.",
-                    field=_where(field, column, i, rows_field),
-                    row=i,
-                    column=column.name,
-                )
+                raise _missing_error(column, field, i, rows_field)
             values[i] = None
     if column.dtype == "string":
         for i, value in enumerate(values):
@@ -359,23 +407,31 @@ def _convert(
         elif isinstance(value, bool):
             floats.append(float(value))
         elif from_text:
+            # JSON cannot carry NaN or infinity; text gets no more than JSON does ("+nan" is
+            # missing like "nan", "inf" and "1e999" are refused as JSON refuses them).
             try:
-                floats.append(float(value))
+                number = float(value)
             except ValueError:
                 _bad(value, column, field, i, rows_field, "a number")
+            if math.isnan(number):
+                if not column.nullable:
+                    raise _missing_error(column, field, i, rows_field)
+            elif math.isinf(number):
+                _bad(value, column, field, i, rows_field, "a finite number")
+            floats.append(number)
         else:
             _bad(value, column, field, i, rows_field, "a number")
     array = np.asarray(floats, dtype=np.float64)
-    if column.dtype.startswith("int") and not column.nullable:
+    if column.dtype.startswith("int") and not column.nullable and (np.abs(array) < INT64_BOUND).all():
         integral = array.astype(np.int64)
         if np.array_equal(integral, array):
             return integral
     return array
 
 
-def _bad(value: Any, column: Column, field: str, i: int, rows_field: bool, expected: str) -> None:
+def _bad(value: Any, column: Column, field: str, i: int, rows_field: bool, expected: str) -> NoReturn:
     raise InvalidInput(
-        f"Column {column.name!r} takes {expected} ({column.dtype}), got {value!r:.60} at row {i}.",
+        f"Column {column.name!r} takes {expected} ({column.dtype}), got {show(value)} at row {i}.",
         field=_where(field, column, i, rows_field),
         row=i,
         column=column.name,

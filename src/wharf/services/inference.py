@@ -17,15 +17,13 @@ from typing import Any
 import numpy as np
 
 from wharf import runtimes
-from wharf.errors import IncompatibleVersion, MalformedBody, ModelNotFound
+from wharf.errors import IncompatibleVersion, InvalidInput, ModelNotFound
 from wharf.runtimes.base import Runtime
 from wharf.services.decoding import Decoder
 from wharf.services.registry import Registry, parse_signature
 from wharf.storage import VersionRecord
 
 log = logging.getLogger("wharf.inference")
-
-RETURNABLE = frozenset({"predictions", "probabilities"})
 
 
 def major_minor(version: str) -> tuple[str, ...]:
@@ -57,18 +55,24 @@ def _jsonable(values: np.ndarray) -> Any:
 
 
 def _asks_probabilities(body: Any) -> bool:
-    """Whether a body's ``"return"`` field asks for probabilities; :raises MalformedBody:."""
-    if not isinstance(body, dict) or body.get("return") is None:
-        return False
-    wanted = body["return"]
-    if isinstance(wanted, str):
-        wanted = [wanted]
-    if not isinstance(wanted, list) or any(item not in RETURNABLE for item in wanted):
-        raise MalformedBody(
-            f"'return' must be a list drawn from {sorted(RETURNABLE)}, got {wanted!r:.80}.",
-            field="return",
+    """Whether a body's ``"return"`` (already checked by the decoder) asks for probabilities."""
+    wanted = body.get("return") if isinstance(body, dict) else None
+    return wanted == "probabilities" or (isinstance(wanted, list) and "probabilities" in wanted)
+
+
+def _finite(values: np.ndarray) -> np.ndarray:
+    """``values``, unless a float result is NaN or infinite: then the input was out of range.
+
+    :raises InvalidInput: naming the first row with a non-finite result.
+    """
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        row = int(np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1))[0])
+        raise InvalidInput(
+            f"The model's result for row {row} is not a finite number; an input value of that row "
+            "is probably out of the range the model can take.",
+            row=row,
         )
-    return "probabilities" in wanted
+    return values
 
 
 class InferenceService:
@@ -207,8 +211,8 @@ class InferenceService:
         probabilities = probabilities or _asks_probabilities(body)
         result: dict[str, Any] = {"model": served.name, "version": served.version}
         proba = served.runtime.predict_proba(batch) if probabilities else None
-        result["predictions"] = _jsonable(served.runtime.predict(batch))
+        result["predictions"] = _jsonable(_finite(served.runtime.predict(batch)))
         if proba is not None:
-            result["probabilities"] = _jsonable(proba)
+            result["probabilities"] = _jsonable(_finite(proba))
             result["classes"] = served.runtime.signature.output.classes
         return result

@@ -26,6 +26,8 @@ from wharf.storage import ArtifactStore, MetadataStore, VersionRecord
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 HEAD_BYTES = 4096
+MAX_VERSION = 2**63 - 1
+"""Version numbers are 64-bit integers in every database."""
 
 
 def check_name(name: str) -> str:
@@ -65,7 +67,11 @@ def sha256_of(path: Path) -> str:
 
 
 def environment_versions() -> dict[str, str]:
-    return {"python": platform.python_version(), "numpy": numpy.__version__, "scikit-learn": sklearn.__version__}
+    return {
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
 
 
 @dataclass(frozen=True)
@@ -87,7 +93,9 @@ class Registry:
     :param trusted: type names trusted when loading skops files.
     """
 
-    def __init__(self, metadata: MetadataStore, artifacts: ArtifactStore, trusted: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, metadata: MetadataStore, artifacts: ArtifactStore, trusted: tuple[str, ...] = ()
+    ) -> None:
         self.metadata = metadata
         self.artifacts = artifacts
         self.trusted = trusted
@@ -107,7 +115,7 @@ class Registry:
         library_versions = {**environment_versions(), **runtime.made_with}
         key, written = self.artifacts.put(source, sha256)
         try:
-            return self.metadata.add_version(
+            record = self.metadata.add_version(
                 name,
                 format=fmt,
                 signature=runtime.signature.model_dump(mode="json"),
@@ -125,6 +133,10 @@ class Registry:
             if written and not self.metadata.artifact_in_use(key):
                 self.artifacts.delete(key)
             raise
+        # A delete of another version with the same bytes may have removed the file between our
+        # put and our commit (it saw no version using it); put it back now that one does.
+        self.artifacts.put(source, sha256)
+        return record
 
     def load(self, fmt: str, path: Path, signature: Signature | None) -> Runtime:
         """Load ``path`` with the runtime of ``fmt``."""
@@ -137,7 +149,7 @@ class Registry:
     def versions(self, name: str) -> list[VersionRecord]:
         """Every version of ``name``, oldest first; :raises ModelNotFound:."""
         versions = self.metadata.versions(name)
-        if not versions and not self.metadata.model_exists(name):
+        if not versions:
             raise ModelNotFound(self._unknown(name), field="name")
         return versions
 
@@ -147,6 +159,8 @@ class Registry:
         :raises ModelNotFound: no such model, or it has no versions.
         :raises VersionNotFound: the model has no version ``version``.
         """
+        if version is not None and not 0 <= version <= MAX_VERSION:
+            raise VersionNotFound(f"Model {name!r} has no version {version}.", field="version")
         record = self.metadata.version(name, version)
         if record is not None:
             return record
@@ -163,11 +177,9 @@ class Registry:
             self.versions(name)
             deleted = self.metadata.delete_model(name)
         else:
+            self.get(name, version)  # the precise not-found errors
             record = self.metadata.delete_version(name, version)
-            if record is None:
-                self.get(name, version)  # raises the precise not-found error
-                return []
-            deleted = [record]
+            deleted = [] if record is None else [record]
         for record in deleted:
             if not self.metadata.artifact_in_use(record.artifact):
                 self.artifacts.delete(record.artifact)

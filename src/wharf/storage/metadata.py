@@ -139,11 +139,17 @@ class MetadataStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine = _sqlite_engine(url) if url.startswith("sqlite") else create_engine(url, pool_pre_ping=True)
+        self.engine = (
+            _sqlite_engine(url) if url.startswith("sqlite") else create_engine(url, pool_pre_ping=True)
+        )
         writer = self.engine.execution_options(sqlite_immediate=True)
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(writer, expire_on_commit=False)
-        Base.metadata.create_all(self.engine)
+        # In one write transaction: servers starting together on a fresh SQLite file queue here,
+        # where checking for tables in a read transaction and then creating them fails with
+        # "database is locked" in all but one of them.
+        with writer.begin() as connection:
+            Base.metadata.create_all(connection)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -197,12 +203,16 @@ class MetadataStore:
             return record
 
     def delete_model(self, name: str) -> list[VersionRecord]:
-        """Delete a model and all its versions; returns the deleted versions."""
+        """Delete all versions of a model; returns them.
+
+        The model's row stays, holding its version counter: a name registered again continues at
+        the next number, so ``name:version`` never means two different artifacts (caches in other
+        workers and replicas are keyed by it).
+        """
         with self._write.begin() as session:
             rows = session.scalars(self._version_query(name)).all()
             records = [_record(name, row) for row in rows]
             session.execute(delete(VersionRow).where(VersionRow.id.in_([r.id for r in rows])))
-            session.execute(delete(ModelRow).where(ModelRow.name == name))
             return records
 
     # -- reads -------------------------------------------------------------------------------
@@ -212,12 +222,17 @@ class MetadataStore:
         return select(VersionRow).join(ModelRow).where(ModelRow.name == name)
 
     def model_names(self) -> list[str]:
+        """Names of the models that have at least one version."""
+        query = (
+            select(ModelRow.name).where(ModelRow.id.in_(select(VersionRow.model_id))).order_by(ModelRow.name)
+        )
         with self._read() as session:
-            return list(session.scalars(select(ModelRow.name).order_by(ModelRow.name)))
+            return list(session.scalars(query))
 
     def model_exists(self, name: str) -> bool:
+        """Whether ``name`` has at least one version (a model lives while it has versions)."""
         with self._read() as session:
-            return session.scalar(select(ModelRow.id).where(ModelRow.name == name)) is not None
+            return session.scalar(self._version_query(name).limit(1)) is not None
 
     def versions(self, name: str) -> list[VersionRecord]:
         with self._read() as session:
@@ -243,4 +258,7 @@ class MetadataStore:
 
     def artifact_in_use(self, artifact: str) -> bool:
         with self._read() as session:
-            return session.scalar(select(VersionRow.id).where(VersionRow.artifact == artifact).limit(1)) is not None
+            return (
+                session.scalar(select(VersionRow.id).where(VersionRow.artifact == artifact).limit(1))
+                is not None
+            )

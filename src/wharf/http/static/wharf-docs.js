@@ -6,5 +6,6 @@ window.addEventListener("load", function () {
     dom_id: "#swagger-ui",
     deepLinking: true,
     tryItOutEnabled: true,
+    validatorUrl: null, // never send the spec's address to swagger.io
   });
 });
