@@ -348,15 +348,16 @@ def predict(state: State, ref: str, input_file: io.BufferedReader, probabilities
     source = str(getattr(input_file, "name", "<stdin>"))  # a stream stood in for stdin has no name
     inference = state.services.inference
     if source.endswith(".csv") or not data.lstrip().startswith((b"{", b"[")):
-        result = inference.predict(name, version, csv=data, probabilities=probabilities)
+        result = inference.predict(name, version, data, csv=True, probabilities=probabilities)
     else:
+        if data.lstrip().startswith(b"["):  # a plain list of rows
+            data = b'{"instances": ' + data + b"}"
         try:
-            body = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise MalformedBody(f"{source} is not valid JSON: {exc}.", field="--input") from exc
-        if isinstance(body, list):
-            body = {"instances": body}
-        result = inference.predict(name, version, body=body, probabilities=probabilities)
+            result = inference.predict(name, version, data, probabilities=probabilities)
+        except MalformedBody as exc:
+            if exc.field == "body":
+                raise MalformedBody(exc.detail.replace("The body", source, 1), field="--input") from exc
+            raise
     echo_json(result)
 
 

@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -70,6 +70,16 @@ def _invalid(exc: ValidationError, fields: dict[str, Any]) -> InvalidSettings:
     )
 
 
+class ModelOptions(BaseModel):
+    """Per-model serving options; unset ones fall back to the server-wide settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    batch_max_rows: int | None = Field(None, ge=1, le=100_000)
+    batch_max_wait_ms: float | None = Field(None, ge=0, le=1000)
+    cache_entries: int | None = Field(None, ge=0)
+
+
 class Settings(BaseSettings):
     """Typed settings of a wharf server or CLI invocation."""
 
@@ -116,6 +126,18 @@ class Settings(BaseSettings):
 
     refresh_seconds: float = Field(2.0, ge=0)
     """How long the server trusts its view of which version is latest before asking the registry."""
+
+    batch_max_rows: int = Field(256, ge=1, le=100_000)
+    """Most rows merged into one model call by adaptive batching; 1 turns batching off."""
+
+    batch_max_wait_ms: float = Field(0.0, ge=0, le=1000)
+    """How long a batch waits for more requests once the model is free; 0 calls at once."""
+
+    cache_entries: int = Field(0, ge=0)
+    """Prediction cache per model version, in responses (LRU, keyed by the request body); 0 is off."""
+
+    model_options: dict[str, ModelOptions] = Field(default_factory=dict)
+    """Per-model overrides of the three above, e.g. ``{"forest": {"cache_entries": 1000}}``."""
 
     skops_trusted_types: Names = ()
     """Extra type names trusted when loading skops files, beyond scikit-learn's own."""
@@ -177,6 +199,17 @@ class Settings(BaseSettings):
     @property
     def resolved_artifacts(self) -> str:
         return self.artifacts or str((self.home / "artifacts").resolve())
+
+    def options_for(self, name: str) -> ModelOptions:
+        """``name``'s serving options, every field resolved."""
+        own = self.model_options.get(name, ModelOptions())
+        return ModelOptions(
+            batch_max_rows=own.batch_max_rows or self.batch_max_rows,
+            batch_max_wait_ms=self.batch_max_wait_ms
+            if own.batch_max_wait_ms is None
+            else own.batch_max_wait_ms,
+            cache_entries=self.cache_entries if own.cache_entries is None else own.cache_entries,
+        )
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied and validated (settings are frozen)."""

@@ -186,7 +186,7 @@ def test_a_failed_write_keeps_an_artifact_other_versions_use(
     monkeypatch.undo()
     assert artifact_files(svc) == stored
     assert [r.version for r in svc.registry.versions("iris")] == [1]
-    assert svc.inference.predict("iris", 1, body={"instances": [[5.1, 3.5, 1.4, 0.2]]})["predictions"] == [
+    assert svc.inference.predict("iris", 1, b'{"instances": [[5.1, 3.5, 1.4, 0.2]]}')["predictions"] == [
         "setosa"
     ]
 

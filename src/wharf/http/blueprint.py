@@ -27,6 +27,7 @@ from wharf.http.schemas import (
     Health,
     Model,
     ModelList,
+    ModelStats,
     Prediction,
     PredictRequest,
     UploadForm,
@@ -149,6 +150,17 @@ def delete_model(name: str) -> Any:
     deleted = svc.registry.delete(name)
     svc.inference.forget(name)
     return json_response({"name": name, "deleted": [r.version for r in deleted]})
+
+
+@documented(
+    "Serving counters of a model's loaded versions: batch sizes, prediction cache hits.",
+    tags=("models",),
+    responses={200: ModelStats},
+)
+def model_stats(name: str) -> Any:
+    svc = services()
+    svc.registry.versions(name)  # 404 for an unknown model
+    return json_response({"name": name, "versions": svc.inference.stats(name)})
 
 
 @documented("All versions of a model, oldest first.", tags=("versions",), responses={200: VersionList})
@@ -277,10 +289,7 @@ def _predict(name: str, version: int | None) -> Any:
         raise unsupported(JSON_TYPES[:1] + CSV_TYPES)
     data = read_body(svc.settings.max_body_bytes)
     probabilities = _flag("probabilities")
-    if kind in CSV_TYPES:
-        result = svc.inference.predict(name, version, csv=data, probabilities=probabilities)
-    else:
-        result = svc.inference.predict(name, version, body=parse_json(data), probabilities=probabilities)
+    result = svc.inference.predict(name, version, data, csv=kind in CSV_TYPES, probabilities=probabilities)
     return json_response(result)
 
 
@@ -320,6 +329,7 @@ ROUTES: list[tuple[str, Any, list[str]]] = [
     ("/v1/models", list_models, ["GET"]),
     ("/v1/models/<name>", get_model, ["GET"]),
     ("/v1/models/<name>", delete_model, ["DELETE"]),
+    ("/v1/models/<name>/stats", model_stats, ["GET"]),
     ("/v1/models/<name>/versions", list_versions, ["GET"]),
     ("/v1/models/<name>/versions", upload_version, ["POST"]),
     ("/v1/models/<name>/versions/<int:version>", get_version, ["GET"]),

@@ -8,6 +8,7 @@ import orjson
 from flask import Response, request
 
 from wharf.errors import MalformedBody, UnsupportedMediaType
+from wharf.services.decoding import parse_json as parse_json
 
 JSON_TYPES = ("application/json", "application/x-www-form-urlencoded")
 CSV_TYPES = ("text/csv",)
@@ -29,18 +30,6 @@ def read_body(limit: int) -> bytes:
     if not data:
         raise MalformedBody("The request body is empty; send a JSON object or CSV rows.", field="body")
     return data
-
-
-def parse_json(data: bytes, field: str = "body") -> Any:
-    """The parsed JSON of ``data``; :raises MalformedBody: naming ``field`` when it does not parse."""
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        what = "The body" if field == "body" else f"{field!r}"
-        raise MalformedBody(
-            f"{what} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
-            field=field,
-        ) from exc
 
 
 def unsupported(accepted: tuple[str, ...]) -> UnsupportedMediaType:

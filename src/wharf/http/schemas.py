@@ -84,6 +84,34 @@ class ModelList(BaseModel):
     models: list[Model]
 
 
+class BatchingStats(BaseModel):
+    calls: int = Field(description="Model calls made.")
+    rows: int = Field(description="Rows predicted.")
+    requests: int = Field(description="Requests answered by those calls.")
+    mean_rows_per_call: float
+    rows_per_call: dict[str, int] = Field(description="Histogram of rows per model call.")
+
+
+class CacheStats(BaseModel):
+    entries: int
+    max_entries: int
+    hits: int
+    misses: int
+
+
+class VersionStats(BaseModel):
+    version: int
+    batching: BatchingStats | None = None
+    cache: CacheStats | None = None
+
+
+class ModelStats(BaseModel):
+    """Counters of the versions loaded in the worker that answered."""
+
+    name: str
+    versions: list[VersionStats]
+
+
 class VersionList(BaseModel):
     name: str
     versions: list[Version]

@@ -38,5 +38,6 @@ def build_services(settings: Settings) -> Services:
         strict_versions=settings.strict_versions,
         refresh_seconds=settings.refresh_seconds,
         models=settings.models,
+        options=settings.options_for,
     )
     return Services(settings=settings, registry=registry, inference=inference)

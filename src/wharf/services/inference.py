@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,13 +18,17 @@ from typing import Any
 import numpy as np
 
 from wharf import runtimes
-from wharf.errors import IncompatibleVersion, InvalidInput, ModelNotFound
+from wharf.errors import IncompatibleVersion, InvalidInput, ModelNotFound, WharfError
 from wharf.runtimes.base import Runtime
-from wharf.services.decoding import Decoder
+from wharf.services.batching import BatchingRuntime, BatchPolicy
+from wharf.services.cache import PredictionCache
+from wharf.services.decoding import Decoder, parse_json
 from wharf.services.registry import Registry, parse_signature
+from wharf.settings import ModelOptions
 from wharf.storage import VersionRecord
 
 log = logging.getLogger("wharf.inference")
+DEFAULT_OPTIONS = ModelOptions(batch_max_rows=256, batch_max_wait_ms=0.0, cache_entries=0)
 
 
 def major_minor(version: str) -> tuple[str, ...]:
@@ -32,11 +37,12 @@ def major_minor(version: str) -> tuple[str, ...]:
 
 @dataclass
 class ServedModel:
-    """A loaded version, ready to predict."""
+    """A loaded version, ready to predict: its runtime (wrapped by batching) and decoder."""
 
     record: VersionRecord
     runtime: Runtime
     decoder: Decoder
+    cache: PredictionCache | None = None
 
     @property
     def name(self) -> str:
@@ -83,6 +89,7 @@ class InferenceService:
     :param strict_versions: refuse versions made with another framework major.minor.
     :param refresh_seconds: how long a "latest version" answer is trusted.
     :param models: names served; empty serves all.
+    :param options: a model name's batching and cache options.
     """
 
     def __init__(
@@ -93,8 +100,10 @@ class InferenceService:
         strict_versions: bool = False,
         refresh_seconds: float = 2.0,
         models: tuple[str, ...] = (),
+        options: Callable[[str], ModelOptions] = lambda _name: DEFAULT_OPTIONS,
     ) -> None:
         self.registry = registry
+        self.options = options
         self.max_rows = max_rows
         self.strict_versions = strict_versions
         self.refresh_seconds = refresh_seconds
@@ -153,11 +162,43 @@ class InferenceService:
         started = time.perf_counter()
         signature = parse_signature(record.signature)
         path: Path = self.registry.artifacts.local_path(record.artifact)
-        runtime = self.registry.load(record.format, path, signature)
+        runtime: Runtime = self.registry.load(record.format, path, signature)
         self._check_versions(record, runtime)
-        served = ServedModel(record, runtime, Decoder(runtime.signature, self.max_rows))
+        options = self.options(record.name)
+        assert options.batch_max_rows is not None and options.batch_max_wait_ms is not None
+        if options.batch_max_rows > 1:
+            policy = BatchPolicy(options.batch_max_rows, options.batch_max_wait_ms / 1000)
+            runtime = BatchingRuntime(runtime, policy)
+        cache = PredictionCache(options.cache_entries) if options.cache_entries else None
+        served = ServedModel(record, runtime, Decoder(runtime.signature, self.max_rows), cache)
+        self._warm(served)
         log.info("loaded %s:%s in %.2fs", record.name, record.version, time.perf_counter() - started)
         return served
+
+    @staticmethod
+    def _warm(served: ServedModel) -> None:
+        """One prediction on the example row, so first requests pay no lazy start-up."""
+        try:
+            example = served.decoder.decode({"instances": [served.runtime.signature.example_row()]})
+            served.runtime.predict(example)
+            served.runtime.predict_proba(example)
+        except WharfError as exc:  # an example the model refuses (unknown category): warm nothing
+            log.info("no warm-up for %s:%s: %s", served.name, served.version, exc.detail)
+
+    def stats(self, name: str) -> list[dict[str, Any]]:
+        """Batching and cache counters of each loaded version of ``name``."""
+        self.check_served(name)
+        out = []
+        for (model, version), served in sorted(self._loaded.items()):
+            if model != name:
+                continue
+            entry: dict[str, Any] = {"version": version}
+            if isinstance(served.runtime, BatchingRuntime):
+                entry["batching"] = served.runtime.stats.as_dict()
+            if served.cache is not None:
+                entry["cache"] = served.cache.as_dict()
+            out.append(entry)
+        return out
 
     def _check_versions(self, record: VersionRecord, runtime: Runtime) -> None:
         framework = runtime.framework
@@ -194,25 +235,33 @@ class InferenceService:
         self,
         name: str,
         version: int | None,
+        data: bytes,
         *,
-        body: Any = None,
-        csv: bytes | None = None,
+        csv: bool = False,
         probabilities: bool = False,
     ) -> dict[str, Any]:
-        """Decode, predict and shape the response.
+        """Decode ``data``, predict and shape the response.
 
-        :param body: a parsed JSON body (one of the accepted envelopes).
-        :param csv: a CSV document, instead of ``body``.
+        :param data: a JSON body (one of the accepted envelopes), or CSV rows with ``csv``.
         :param probabilities: add class probabilities (classifiers only).
         :returns: ``{"model", "version", "predictions"}`` plus ``"probabilities"`` and ``"classes"``.
         """
         served = self.model(name, version)
-        batch = served.decoder.decode_csv(csv) if csv is not None else served.decoder.decode(body)
-        probabilities = probabilities or _asks_probabilities(body)
+        key = (csv, probabilities, data)
+        if served.cache is not None and (hit := served.cache.get(key)) is not None:
+            return hit
+        if csv:
+            batch = served.decoder.decode_csv(data)
+        else:
+            body = parse_json(data)
+            batch = served.decoder.decode(body)
+            probabilities = probabilities or _asks_probabilities(body)
         result: dict[str, Any] = {"model": served.name, "version": served.version}
         proba = served.runtime.predict_proba(batch) if probabilities else None
         result["predictions"] = _jsonable(_finite(served.runtime.predict(batch)))
         if proba is not None:
             result["probabilities"] = _jsonable(_finite(proba))
             result["classes"] = served.runtime.signature.output.classes
+        if served.cache is not None:
+            served.cache.put(key, result)
         return result

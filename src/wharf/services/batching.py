@@ -1,0 +1,193 @@
+"""Adaptive batching: concurrent requests to one model merged into one predict call.
+
+:class:`BatchingRuntime` wraps a runtime and keeps its protocol. When the model is idle a request
+runs at once, alone: batching adds no wait. Requests that arrive while the model is busy queue up;
+when the running call ends, the oldest queued request becomes the leader of the next batch (all
+queued requests of the same method, up to ``max_rows`` rows), optionally waits up to ``max_wait``
+for more, runs one predict call in its own thread and hands every request its slice of the result.
+
+Rows are validated before they join (by the decoder), so a batch holds only well-formed rows. If
+the merged call still fails, each request of the batch is retried alone, so one request's rows
+never fail another request.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from wharf.batch import Batch
+from wharf.runtimes.base import Runtime
+
+HISTOGRAM_BOUNDS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
+"""Upper bounds of the batch-size histogram buckets, in rows (the last bucket is unbounded)."""
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    """How far one model's requests may be merged.
+
+    :param max_rows: most rows in one merged call; 1 turns batching off.
+    :param max_wait: seconds a batch leader waits for more requests before calling the model;
+        0 (the default) calls as soon as the model is free.
+    """
+
+    max_rows: int = 256
+    max_wait: float = 0.0
+
+
+class _Job:
+    __slots__ = ("batch", "error", "event", "group", "method", "result")
+
+    def __init__(self, batch: Batch, method: str) -> None:
+        self.batch = batch
+        self.method = method
+        self.event = threading.Event()
+        self.result: np.ndarray | None = None
+        self.error: BaseException | None = None
+        self.group: list[_Job] | None = None
+
+
+class BatchStats:
+    """Counts of model calls and of the rows they carried, with a histogram of batch sizes."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.rows = 0
+        self.merged_requests = 0
+        self.buckets = [0] * (len(HISTOGRAM_BOUNDS) + 1)
+
+    def record(self, rows: int, requests: int) -> None:
+        self.calls += 1
+        self.rows += rows
+        self.merged_requests += requests
+        index = next((i for i, bound in enumerate(HISTOGRAM_BOUNDS) if rows <= bound), len(HISTOGRAM_BOUNDS))
+        self.buckets[index] += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        labels = [f"<={b}" for b in HISTOGRAM_BOUNDS] + [f">{HISTOGRAM_BOUNDS[-1]}"]
+        return {
+            "calls": self.calls,
+            "rows": self.rows,
+            "requests": self.merged_requests,
+            "mean_rows_per_call": self.rows / self.calls if self.calls else 0.0,
+            "rows_per_call": dict(zip(labels, self.buckets, strict=True)),
+        }
+
+
+class BatchingRuntime:
+    """A runtime whose ``predict`` and ``predict_proba`` merge concurrent calls."""
+
+    def __init__(self, runtime: Runtime, policy: BatchPolicy) -> None:
+        self.runtime = runtime
+        self.policy = policy
+        self.format = runtime.format
+        self.framework = runtime.framework
+        self.signature = runtime.signature
+        self.made_with = runtime.made_with
+        self.stats = BatchStats()
+        self._busy = False
+        self._waiting: deque[_Job] = deque()
+        self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
+
+    def predict(self, batch: Batch) -> np.ndarray:
+        result = self._submit("predict", batch)
+        assert result is not None
+        return result
+
+    def predict_proba(self, batch: Batch) -> np.ndarray | None:
+        return self._submit("predict_proba", batch)
+
+    def _submit(self, method: str, batch: Batch) -> np.ndarray | None:
+        job = _Job(batch, method)
+        with self._lock:
+            if self._busy:
+                self._waiting.append(job)
+                self._arrived.notify()
+                leader = False
+            else:
+                self._busy = True
+                leader = True
+        if leader:  # the model was idle: run alone, now
+            try:
+                self.stats.record(batch.n_rows, 1)
+                return getattr(self.runtime, method)(batch)  # type: ignore[no-any-return]
+            finally:
+                self._hand_over()
+        job.event.wait()
+        if job.group is not None:  # made leader of the next batch
+            try:
+                self._run(job.group)
+            finally:
+                self._hand_over()
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    def _hand_over(self) -> None:
+        """Give the model to the oldest queued request, or mark it idle."""
+        with self._lock:
+            if not self._waiting:
+                self._busy = False
+                return
+            group = self._take([], 0)
+        head = group[0]
+        head.group = group
+        head.event.set()
+
+    def _take(self, group: list[_Job], rows: int) -> list[_Job]:
+        """Move queued jobs of the group's method into ``group``, up to ``max_rows`` (lock held)."""
+        method = group[0].method if group else self._waiting[0].method
+        kept: deque[_Job] = deque()
+        while self._waiting:
+            job = self._waiting.popleft()
+            fits = not group or rows + job.batch.n_rows <= self.policy.max_rows
+            if job.method == method and fits:
+                group.append(job)
+                rows += job.batch.n_rows
+            else:
+                kept.append(job)
+        self._waiting = kept
+        return group
+
+    def _run(self, group: list[_Job]) -> None:
+        """Run ``group`` as one call (its first job's thread), then wake the others."""
+        rows = sum(job.batch.n_rows for job in group)
+        if self.policy.max_wait > 0 and rows < self.policy.max_rows:
+            deadline = time.monotonic() + self.policy.max_wait
+            with self._lock:
+                while rows < self.policy.max_rows and (left := deadline - time.monotonic()) > 0:
+                    self._arrived.wait(left)
+                    before = len(group)
+                    self._take(group, rows)
+                    rows += sum(job.batch.n_rows for job in group[before:])
+        method = group[0].method
+        try:
+            merged = Batch.concat([job.batch for job in group])
+            self.stats.record(merged.n_rows, len(group))
+            out = getattr(self.runtime, method)(merged)
+        except Exception:
+            self._run_alone(group)
+        else:
+            start = 0
+            for job in group:
+                end = start + job.batch.n_rows
+                job.result = None if out is None else out[start:end]
+                start = end
+        for job in group[1:]:
+            job.event.set()
+
+    def _run_alone(self, group: list[_Job]) -> None:
+        """After a merged call failed: each request on its own, so only bad rows fail."""
+        for job in group:
+            try:
+                self.stats.record(job.batch.n_rows, 1)
+                job.result = getattr(self.runtime, job.method)(job.batch)
+            except Exception as exc:
+                job.error = exc
