@@ -373,7 +373,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per run")
     parser.add_argument("--limit-seconds", type=float, default=3.0, help="seconds per in-process limit run")
     parser.add_argument("--workers", type=int, default=1, help="wharf worker processes")
-    parser.add_argument("--threads", type=int, default=16, help="wharf threads per worker")
+    parser.add_argument("--threads", type=int, default=64, help="wharf threads per worker")
     parser.add_argument("--models", default="logreg,forest", help="comma-separated: logreg, forest")
     parser.add_argument("--memory-models", type=int, default=20, help="models for the memory run (0: skip)")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="results folder")

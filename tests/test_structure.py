@@ -28,7 +28,7 @@ ML = (
     "lightgbm",
     "joblib",
 )
-WEB = ("flask", "werkzeug", "gunicorn")
+WEB = ("flask", "werkzeug", "granian")
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,7 @@ def cli(ctx: click.Context, home: Path | None, database_url: str | None, log_lev
 @click.option("--host", help="Address to bind [WHARF_HOST; 127.0.0.1].")
 @click.option("--port", type=int, help="Port to bind [WHARF_PORT; 8000].")
 @click.option("--workers", type=int, help="Worker processes [WHARF_WORKERS; 1].")
-@click.option("--threads", type=int, help="Threads per worker [WHARF_THREADS; 8].")
+@click.option("--threads", type=int, help="Threads per worker, requests served at once [WHARF_THREADS; 64].")
 @pass_state
 def serve(
     state: State,
@@ -115,7 +115,7 @@ def serve(
     workers: int | None,
     threads: int | None,
 ) -> None:
-    """Serve models over HTTP with a production WSGI server (gunicorn, threaded workers).
+    """Serve models over HTTP with a production server (Granian: Rust HTTP, threaded WSGI workers).
 
     Each FILE (a model file) is registered under its file name without the extension, unless that
     exact file is already its latest version; each NAME is a registered model. With no argument,

@@ -27,6 +27,7 @@ class Wharf:
     :param settings: wharf settings; default: read from ``WHARF_*`` variables and the config file.
     :param url_prefix: where the routes are mounted.
     :param preload: load every served model before the first request.
+    :param warm: predict once with each model as it loads.
     """
 
     def __init__(
@@ -36,10 +37,12 @@ class Wharf:
         *,
         url_prefix: str = "",
         preload: bool = True,
+        warm: bool = True,
     ) -> None:
         self.settings = settings
         self.url_prefix = url_prefix
         self.preload = preload
+        self.warm = warm
         if app is not None:
             self.init_app(app)
 
@@ -48,6 +51,7 @@ class Wharf:
         services = build_services(settings)
         app.extensions[EXTENSION] = services
         app.register_blueprint(make_blueprint(), url_prefix=self.url_prefix or None)
+        services.inference.warm_on_load = self.warm
         if self.preload:
             services.inference.preload()
         else:

@@ -103,11 +103,8 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, le=64)
     """Worker processes of the WSGI server."""
 
-    threads: int = Field(8, ge=1, le=256)
-    """Threads per worker process."""
-
-    timeout: int = Field(60, ge=1)
-    """Seconds a worker may spend on one request before it is restarted."""
+    threads: int = Field(64, ge=1, le=1024)
+    """Threads per worker process: requests answered at once, and so the largest batches."""
 
     models: Names = ()
     """Names of the models this server serves; empty serves every registered model."""

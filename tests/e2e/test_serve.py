@@ -1,4 +1,4 @@
-"""``wharf serve`` as a user runs it: a real gunicorn process on loopback, driven over HTTP."""
+"""``wharf serve`` as a user runs it: a real Granian server on loopback, driven over HTTP."""
 
 from __future__ import annotations
 
@@ -229,15 +229,15 @@ def test_a_production_server_that_stops_cleanly(tmp_path: Path, model_file: Path
     try:
         assert requests.get(f"{server.url}/healthz", timeout=10).json() == {"status": "ok"}
         output = server.output()
-        assert "Starting gunicorn" in output
-        assert "Using worker: gthread" in output
+        assert "Starting granian" in output
+        assert "Started worker-1" in output
         assert "development server" not in output.lower()
         assert "Running on http" not in output  # werkzeug's banner
         assert f"serving 1 model(s) at {server.url}" in output
         started = time.monotonic()
         assert server.stop() == 0
         assert time.monotonic() - started < STOP_SECONDS
-        assert "Shutting down" in server.output()
+        assert "Shutting down granian" in server.output()
     finally:
         stopped(server)
 
@@ -293,7 +293,7 @@ def test_several_workers_serve_a_registered_name(
                 )
                 assert response.status_code == 200
                 assert response.json()["predictions"] == expected
-        assert len(re.findall(r"Booting worker with pid", server.output())) == 2
+        assert len(re.findall(r"Started worker-\d", server.output())) == 2
         assert server.stop() == 0
     finally:
         stopped(server)
@@ -304,7 +304,7 @@ def test_port_zero_serves_on_the_port_it_announces(tmp_path: Path, model_file: P
     try:
         assert server.url != "http://127.0.0.1:0"
         output = server.output()
-        assert f"Listening at: {server.url} " in output  # gunicorn's own line agrees with the banner
+        assert f"Listening at: {server.url}\n" in output  # Granian's own line agrees with the banner
         assert f"API docs: {server.url}/docs" in output
 
         # The banner's "try it" command works as printed.

@@ -18,9 +18,24 @@ from wharf.errors import InvalidInput, InvalidModel, ModelError, WharfError
 from wharf.signature import Output, Signature
 
 
+class Predictor(Protocol):
+    """What predicts: a loaded runtime, or a wrapper around one (batching) keeping its protocol."""
+
+    signature: Signature
+
+    def predict(self, batch: Batch) -> np.ndarray:
+        """Labels (classifiers) or values, shape ``(n_rows,)`` or ``(n_rows, n_outputs)``."""
+        ...
+
+    def predict_proba(self, batch: Batch) -> np.ndarray | None:
+        """Class probabilities ``(n_rows, n_classes)`` in ``signature.output.classes`` order,
+        or None when the model has none."""
+        ...
+
+
 @runtime_checkable
-class Runtime(Protocol):
-    """One loaded model.
+class Runtime(Predictor, Protocol):
+    """One loaded model of one format.
 
     ``signature`` is the explicit one given at load, completed by what the model knows.
     ``made_with`` maps library names to the versions the artifact records it was made with, where
@@ -29,7 +44,6 @@ class Runtime(Protocol):
 
     format: ClassVar[str]
     framework: ClassVar[str]
-    signature: Signature
     made_with: dict[str, str]
 
     @classmethod
@@ -47,15 +61,6 @@ class Runtime(Protocol):
         :raises UnsafeModel: the file holds types that are not trusted.
         :raises MissingDependency: the format's library is not installed.
         """
-        ...
-
-    def predict(self, batch: Batch) -> np.ndarray:
-        """Labels (classifiers) or values, shape ``(n_rows,)`` or ``(n_rows, n_outputs)``."""
-        ...
-
-    def predict_proba(self, batch: Batch) -> np.ndarray | None:
-        """Class probabilities ``(n_rows, n_classes)`` in ``signature.output.classes`` order,
-        or None when the model has none."""
         ...
 
 

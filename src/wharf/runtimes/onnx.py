@@ -87,7 +87,12 @@ class OnnxRuntime:
     ) -> OnnxRuntime:
         ort = _ort()
         try:
-            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            options = ort.SessionOptions()
+            # One thread per call: concurrency comes from the server's threads and from batching,
+            # and a session without a thread pool survives the server's fork intact.
+            options.intra_op_num_threads = 1
+            options.inter_op_num_threads = 1
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:
             detail = str(exc).replace(str(path), path.name)  # the server's paths stay private
             raise InvalidModel(f"This is not a loadable ONNX model: {detail}") from exc

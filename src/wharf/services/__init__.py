@@ -25,6 +25,10 @@ class Services:
     def close(self) -> None:
         self.registry.metadata.close()
 
+    def after_fork(self) -> None:
+        """In a forked worker: drop database connections inherited from the parent."""
+        self.registry.metadata.engine.dispose(close=False)
+
 
 def build_services(settings: Settings) -> Services:
     """Open the stores named by ``settings`` and wire the services."""

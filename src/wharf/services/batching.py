@@ -117,7 +117,7 @@ class BatchingRuntime:
         if leader:  # the model was idle: run alone, now
             try:
                 self.stats.record(batch.n_rows, 1)
-                return getattr(self.runtime, method)(batch)  # type: ignore[no-any-return]
+                return getattr(self.runtime, method)(batch)
             finally:
                 self._hand_over()
         job.event.wait()
@@ -159,19 +159,27 @@ class BatchingRuntime:
     def _run(self, group: list[_Job]) -> None:
         """Run ``group`` as one call (its first job's thread), then wake the others."""
         rows = sum(job.batch.n_rows for job in group)
-        if self.policy.max_wait > 0 and rows < self.policy.max_rows:
+        if self.policy.max_wait > 0:
             deadline = time.monotonic() + self.policy.max_wait
             with self._lock:
-                while rows < self.policy.max_rows and (left := deadline - time.monotonic()) > 0:
-                    self._arrived.wait(left)
+                # Take what queued since the hand-over before waiting: its notify has already
+                # gone, and waiting for the next one would hold a full batch for max_wait.
+                while True:
                     before = len(group)
                     self._take(group, rows)
                     rows += sum(job.batch.n_rows for job in group[before:])
+                    left = deadline - time.monotonic()
+                    if rows >= self.policy.max_rows or left <= 0:
+                        break
+                    self._arrived.wait(left)
         method = group[0].method
         try:
             merged = Batch.concat([job.batch for job in group])
             self.stats.record(merged.n_rows, len(group))
             out = getattr(self.runtime, method)(merged)
+            if out is not None and len(out) != merged.n_rows:
+                # Slicing would hand one request another's rows: run each alone instead.
+                raise ValueError(f"{len(out)} results for {merged.n_rows} rows")
         except Exception:
             self._run_alone(group)
         else:

@@ -19,7 +19,7 @@ import numpy as np
 
 from wharf import runtimes
 from wharf.errors import IncompatibleVersion, InvalidInput, ModelNotFound, WharfError
-from wharf.runtimes.base import Runtime
+from wharf.runtimes.base import Predictor, Runtime
 from wharf.services.batching import BatchingRuntime, BatchPolicy
 from wharf.services.cache import PredictionCache
 from wharf.services.decoding import Decoder, parse_json
@@ -40,7 +40,7 @@ class ServedModel:
     """A loaded version, ready to predict: its runtime (wrapped by batching) and decoder."""
 
     record: VersionRecord
-    runtime: Runtime
+    runtime: Predictor
     decoder: Decoder
     cache: PredictionCache | None = None
 
@@ -113,6 +113,9 @@ class InferenceService:
         self._lock = threading.Lock()
         self._key_locks: dict[tuple[str, int], threading.Lock] = {}
         self.ready = threading.Event()
+        self.warm_on_load = True
+        """Predict once on the example row when a version loads (off in a server's master process,
+        where no model may start its thread pools before the workers fork)."""
 
     # -- lookup ------------------------------------------------------------------------------
 
@@ -162,16 +165,18 @@ class InferenceService:
         started = time.perf_counter()
         signature = parse_signature(record.signature)
         path: Path = self.registry.artifacts.local_path(record.artifact)
-        runtime: Runtime = self.registry.load(record.format, path, signature)
-        self._check_versions(record, runtime)
+        loaded = self.registry.load(record.format, path, signature)
+        self._check_versions(record, loaded)
+        runtime: Predictor = loaded
         options = self.options(record.name)
         assert options.batch_max_rows is not None and options.batch_max_wait_ms is not None
         if options.batch_max_rows > 1:
             policy = BatchPolicy(options.batch_max_rows, options.batch_max_wait_ms / 1000)
-            runtime = BatchingRuntime(runtime, policy)
+            runtime = BatchingRuntime(loaded, policy)
         cache = PredictionCache(options.cache_entries) if options.cache_entries else None
         served = ServedModel(record, runtime, Decoder(runtime.signature, self.max_rows), cache)
-        self._warm(served)
+        if self.warm_on_load:
+            self._warm(served)
         log.info("loaded %s:%s in %.2fs", record.name, record.version, time.perf_counter() - started)
         return served
 
@@ -219,6 +224,12 @@ class InferenceService:
         log.warning(message)
         if message not in record.warnings:
             self.registry.metadata.set_warnings(record.name, record.version, [message])
+
+    def warm_loaded(self) -> None:
+        """Warm every loaded version, and those loaded from now on."""
+        self.warm_on_load = True
+        for served in list(self._loaded.values()):
+            self._warm(served)
 
     def preload(self) -> None:
         """Load the latest version of every served model, then mark the service ready."""
