@@ -124,7 +124,7 @@ class Settings(BaseSettings):
     refresh_seconds: float = Field(2.0, ge=0)
     """How long the server trusts its view of which version is latest before asking the registry."""
 
-    batch_max_rows: int = Field(256, ge=1, le=100_000)
+    batch_max_rows: int = Field(1024, ge=1, le=100_000)
     """Most rows merged into one model call by adaptive batching; 1 turns batching off."""
 
     batch_max_wait_ms: float = Field(0.0, ge=0, le=1000)

@@ -72,7 +72,7 @@ def _check_version_number(endpoint: str | None, values: dict[str, Any] | None) -
 
 
 def _flag(name: str) -> bool:
-    return request.args.get(name, "").lower() in TRUE
+    return bool(request.query_string) and request.args.get(name, "").lower() in TRUE
 
 
 def _version_json(record: VersionRecord) -> dict[str, Any]:

@@ -26,7 +26,13 @@ def is_json(mimetype: str) -> bool:
 def read_body(limit: int) -> bytes:
     """The raw body, at most ``limit`` bytes (413 above); :raises MalformedBody: when empty."""
     request.max_content_length = limit
-    data = request.get_data(cache=False)
+    length = request.content_length
+    if length is not None and length <= limit and "wsgi.input_terminated" not in request.environ:
+        # A declared length within the limit: read exactly that from the server's stream, as PEP
+        # 3333 allows, without werkzeug's chunked LimitedStream (a tenth of a large request's time).
+        data = request.environ["wsgi.input"].read(length)
+    else:
+        data = request.get_data(cache=False)  # 413 above the limit; bounded chunked bodies
     if not data:
         raise MalformedBody("The request body is empty; send a JSON object or CSV rows.", field="body")
     return data

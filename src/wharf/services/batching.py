@@ -42,12 +42,15 @@ class BatchPolicy:
 
 
 class _Job:
-    __slots__ = ("batch", "error", "event", "group", "method", "result")
+    __slots__ = ("batch", "done", "error", "group", "method", "result")
 
     def __init__(self, batch: Batch, method: str) -> None:
         self.batch = batch
         self.method = method
-        self.event = threading.Event()
+        # A bare lock, taken now and released by whoever finishes the job: one acquire to wait,
+        # one release to wake, where an Event would build a Condition and a waiter lock per wait.
+        self.done = threading.Lock()
+        self.done.acquire()
         self.result: np.ndarray | None = None
         self.error: BaseException | None = None
         self.group: list[_Job] | None = None
@@ -120,7 +123,7 @@ class BatchingRuntime:
                 return getattr(self.runtime, method)(batch)
             finally:
                 self._hand_over()
-        job.event.wait()
+        job.done.acquire()
         if job.group is not None:  # made leader of the next batch
             try:
                 self._run(job.group)
@@ -139,7 +142,7 @@ class BatchingRuntime:
             group = self._take([], 0)
         head = group[0]
         head.group = group
-        head.event.set()
+        head.done.release()
 
     def _take(self, group: list[_Job], rows: int) -> list[_Job]:
         """Move queued jobs of the group's method into ``group``, up to ``max_rows`` (lock held)."""
@@ -189,7 +192,7 @@ class BatchingRuntime:
                 job.result = None if out is None else out[start:end]
                 start = end
         for job in group[1:]:
-            job.event.set()
+            job.done.release()
 
     def _run_alone(self, group: list[_Job]) -> None:
         """After a merged call failed: each request on its own, so only bad rows fail."""

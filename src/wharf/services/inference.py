@@ -28,7 +28,7 @@ from wharf.settings import ModelOptions
 from wharf.storage import VersionRecord
 
 log = logging.getLogger("wharf.inference")
-DEFAULT_OPTIONS = ModelOptions(batch_max_rows=256, batch_max_wait_ms=0.0, cache_entries=0)
+DEFAULT_OPTIONS = ModelOptions(batch_max_rows=1024, batch_max_wait_ms=0.0, cache_entries=0)
 
 
 def major_minor(version: str) -> tuple[str, ...]:
