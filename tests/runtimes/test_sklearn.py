@@ -271,3 +271,25 @@ def test_explicit_signature_of_a_frame_model_must_use_its_column_names(cases: Ca
     assert caught.value.field == "signature.inputs"
     same = Signature.model_validate({"inputs": case.columns})
     assert SklearnRuntime.load(case.path, signature=same).signature.output.classes == case.classes
+
+
+def test_only_steps_that_select_columns_by_name_get_a_dataframe() -> None:
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    from wharf.runtimes.sklearn import needs_frame
+
+    frame = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0], "b": [1.0, 0.0, 1.0, 0.0]})
+    y = [0, 1, 0, 1]
+    numeric = make_pipeline(StandardScaler(), LogisticRegression()).fit(frame, y)
+    assert not needs_frame(numeric)
+    assert not needs_frame(make_pipeline(StandardScaler(), LogisticRegression()).fit(frame.to_numpy(), y))
+    by_name = make_pipeline(ColumnTransformer([("a", StandardScaler(), ["a"])]), LogisticRegression())
+    assert needs_frame(by_name.fit(frame, y))
+    assert needs_frame(make_pipeline(FunctionTransformer(), LogisticRegression()).fit(frame, y))
+    categorical = frame.assign(b=frame["b"].astype("category"))
+    assert needs_frame(HistGradientBoostingClassifier(max_iter=2).fit(categorical, y))
