@@ -28,7 +28,6 @@ from wharf.settings import ModelOptions
 from wharf.storage import VersionRecord
 
 log = logging.getLogger("wharf.inference")
-DEFAULT_OPTIONS = ModelOptions(batch_max_rows=1024, batch_max_wait_ms=0.0, cache_entries=0)
 
 
 def major_minor(version: str) -> tuple[str, ...]:
@@ -100,7 +99,7 @@ class InferenceService:
         strict_versions: bool = False,
         refresh_seconds: float = 2.0,
         models: tuple[str, ...] = (),
-        options: Callable[[str], ModelOptions] = lambda _name: DEFAULT_OPTIONS,
+        options: Callable[[str], ModelOptions],
     ) -> None:
         self.registry = registry
         self.options = options
