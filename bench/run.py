@@ -220,8 +220,6 @@ def run_model(
     big.write_bytes(orjson.dumps({"instances": X[:BIG_ROWS].tolist()}))
     tutorial = work / f"{name}-tutorial.json"
     tutorial.write_bytes(orjson.dumps({"features": X[0].tolist()}))
-    rows: list[dict[str, Any]] = []
-
     base_port, wharf_port = free_port(), free_port()
     env = {"MODEL_PATH": str(work / f"{name}.joblib")}
     baseline_cmd = [str(BIN / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{base_port}", "--chdir", str(HERE)]
@@ -260,59 +258,28 @@ def run_model(
     base_w1, base_w2, w1, w2, w3 = (combine(runs[k]) for k in ("base_w1", "base_w2", "w1", "w2", "w3"))
     lim_one, lim_big = combine(runs["lim_one"]), combine(runs["lim_big"])
 
-    rows.append(
+    w1_name, w2_name, w3_name = "W1 1 row, 1 conn", "W2 1 row, 64 conn", f"W3 {BIG_ROWS} rows, 4 conn"
+    ms = 1e-3
+    # (workload, metric, baseline, wharf, limit, lower is better)
+    table = [
+        (w1_name, "p50 ms", base_w1["p50_us"] * ms, w1["p50_us"] * ms, lim_one["call_us"] * ms, True),
+        (w1_name, "p99 ms", base_w1["p99_us"] * ms, w1["p99_us"] * ms, None, True),
+        (w2_name, "req/s", base_w2["rps"], w2["rps"], lim_one["calls_per_s"], False),
+        (w2_name, "p99 ms", base_w2["p99_us"] * ms, w2["p99_us"] * ms, None, True),
+        (w3_name, "rows/s", None, w3["rps"] * BIG_ROWS, lim_big["rows_per_s"], False),
+    ]
+    rows = [
         {
             "model": name,
-            "workload": "W1 1 row, 1 conn",
-            "metric": "p50 ms",
-            "baseline": base_w1["p50_us"] / 1e3,
-            "wharf": w1["p50_us"] / 1e3,
-            "limit": lim_one["call_us"] / 1e3,
-            "lower_is_better": True,
+            "workload": workload,
+            "metric": metric,
+            "baseline": base,
+            "wharf": ours,
+            "limit": lim,
+            "lower_is_better": lower,
         }
-    )
-    rows.append(
-        {
-            "model": name,
-            "workload": "W1 1 row, 1 conn",
-            "metric": "p99 ms",
-            "baseline": base_w1["p99_us"] / 1e3,
-            "wharf": w1["p99_us"] / 1e3,
-            "limit": None,
-            "lower_is_better": True,
-        }
-    )
-    rows.append(
-        {
-            "model": name,
-            "workload": "W2 1 row, 64 conn",
-            "metric": "req/s",
-            "baseline": base_w2["rps"],
-            "wharf": w2["rps"],
-            "limit": lim_one["calls_per_s"],
-        }
-    )
-    rows.append(
-        {
-            "model": name,
-            "workload": "W2 1 row, 64 conn",
-            "metric": "p99 ms",
-            "baseline": base_w2["p99_us"] / 1e3,
-            "wharf": w2["p99_us"] / 1e3,
-            "limit": None,
-            "lower_is_better": True,
-        }
-    )
-    rows.append(
-        {
-            "model": name,
-            "workload": f"W3 {BIG_ROWS} rows, 4 conn",
-            "metric": "rows/s",
-            "baseline": None,
-            "wharf": w3["rps"] * BIG_ROWS,
-            "limit": lim_big["rows_per_s"],
-        }
-    )
+        for workload, metric, base, ours, lim, lower in table
+    ]
     errors = {
         k: v["errors"] + v["non2xx"]
         for k, v in {"baseline W1": base_w1, "baseline W2": base_w2, "W1": w1, "W2": w2, "W3": w3}.items()
