@@ -293,3 +293,20 @@ def test_only_steps_that_select_columns_by_name_get_a_dataframe() -> None:
     assert needs_frame(make_pipeline(FunctionTransformer(), LogisticRegression()).fit(frame, y))
     categorical = frame.assign(b=frame["b"].astype("category"))
     assert needs_frame(HistGradientBoostingClassifier(max_iter=2).fit(categorical, y))
+
+
+def test_a_nan_the_signature_wrongly_allows_is_still_refused(tmp_path: Path) -> None:
+    """Skipping scikit-learn's finiteness scan must not let a NaN reach a model that cannot take it."""
+    X = np.array([[0.0, 1.0], [1.0, 0.0], [2.0, 1.0], [3.0, 0.0]])
+    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, [0, 1, 0, 1])
+    path = dump(model, tmp_path / "m.joblib")
+    strict = SklearnRuntime.load(path, fmt="joblib")
+    assert not any(c.nullable for c in strict.signature.inputs)
+    assert strict.predict(Batch(["x0", "x1"], array=X)).tolist() == model.predict(X).tolist()
+
+    lying = Signature.model_validate(
+        {"inputs": [{"name": "x0", "nullable": True}, {"name": "x1"}], "output": {"kind": "classification"}}
+    )
+    runtime = SklearnRuntime.load(path, fmt="joblib", signature=lying)
+    with pytest.raises(InvalidInput, match="NaN"):
+        runtime.predict(Batch(["x0", "x1"], array=np.array([[np.nan, 1.0]])))
