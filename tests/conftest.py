@@ -25,7 +25,8 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path / "home", refresh_seconds=0)
+    # Most tests upload joblib files over HTTP; tests/http/test_upload_safety.py checks the default.
+    return Settings(home=tmp_path / "home", refresh_seconds=0, allow_pickle_uploads=True)
 
 
 @pytest.fixture

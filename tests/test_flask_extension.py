@@ -37,7 +37,7 @@ def model_file(tmp_path: Path, iris: tuple[Pipeline, pd.DataFrame]) -> Path:
 
 
 def home_with_iris(home: Path, model_file: Path) -> Settings:
-    settings = Settings(home=home, refresh_seconds=0)
+    settings = Settings(home=home, refresh_seconds=0, allow_pickle_uploads=True)
     services = build_services(settings)
     try:
         services.registry.register("iris", model_file, model_file.name, Registration())

@@ -17,7 +17,6 @@ def create_app(settings: Settings | None = None, *, preload: bool = True, warm: 
     :param warm: predict once with each loaded model (off where the process will fork).
     """
     app = Flask("wharf", static_folder=None)
-    app.json.sort_keys = False  # type: ignore[attr-defined]
     problems.register(app)  # unknown routes and methods answer problem+json too
     Wharf(app, settings or Settings(), preload=preload, warm=warm)
     return app

@@ -118,6 +118,10 @@ class Settings(BaseSettings):
     max_rows: int = Field(10_000, ge=1)
     """Most rows one prediction request may carry (413 above)."""
 
+    allow_pickle_uploads: bool = False
+    """Accept joblib and pickle files over HTTP. They run code when loaded: only where every
+    client that can reach the upload route is trusted. The CLI always accepts them."""
+
     strict_versions: bool = False
     """Refuse to load a version made with another major.minor of its framework (else warn)."""
 

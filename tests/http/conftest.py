@@ -37,6 +37,7 @@ def make_client(tmp_path: Path, trained: dict[str, Trained]) -> Iterator[Callabl
     apps: list[Flask] = []
 
     def make(**changes: Any) -> FlaskClient:
+        changes.setdefault("allow_pickle_uploads", True)
         settings = Settings(home=tmp_path / f"home-{len(apps)}", refresh_seconds=0, **changes)
         app = create_app(settings)
         apps.append(app)

@@ -464,6 +464,7 @@ def serve(
     apps: list[Flask] = []
 
     def make(**changes: Any) -> Flask:
+        changes.setdefault("allow_pickle_uploads", True)
         app = create_app(Settings(home=tmp_path / f"home-{len(apps)}", refresh_seconds=0, **changes))
         apps.append(app)
         for name in ("a", "b"):

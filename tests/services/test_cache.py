@@ -110,6 +110,7 @@ def serve(tmp_path: Path, models: dict[str, tuple[Any, Path]]) -> Iterator[Calla
     apps: list[Flask] = []
 
     def make(**changes: Any) -> FlaskClient:
+        changes.setdefault("allow_pickle_uploads", True)
         app = create_app(Settings(home=tmp_path / f"home-{len(apps)}", refresh_seconds=0, **changes))
         apps.append(app)
         for name in ("iris", "other"):

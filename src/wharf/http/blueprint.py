@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, current_app, render_template, request, send_from_directory, url_for
 from pydantic import ValidationError
 
-from wharf.errors import BadRequest, InvalidInput, InvalidModel, VersionNotFound, WharfError
+from wharf.errors import BadRequest, InvalidInput, InvalidModel, ModelNotFound, VersionNotFound, WharfError
 from wharf.http import problems
 from wharf.http.bodies import (
     CSV_TYPES,
@@ -100,6 +100,17 @@ def readyz() -> Any:
                 "detail": "Models are still loading.",
             },
         )
+    failed = inference.retry_failed()
+    if failed:
+        return problems.problem(
+            503,
+            {
+                "type": "urn:wharf:problem:not-ready",
+                "title": "Service Unavailable",
+                "status": 503,
+                "detail": f"These models could not be loaded: {', '.join(failed)}; the server log says why.",
+            },
+        )
     return json_response({"status": "ready", "models": len(inference.served_names())})
 
 
@@ -111,17 +122,20 @@ def list_models() -> Any:
     svc = services()
     models = []
     for name in svc.inference.served_names():
-        versions = svc.registry.versions(name)
-        latest = versions[-1] if versions else None
-        models.append(
-            Model(
-                name=name,
-                latest_version=latest.version if latest else None,
-                versions=len(versions),
-                latest=Version.of(latest) if latest else None,
-            ).model_dump(mode="json")
-        )
+        try:
+            models.append(_model_json(svc.registry.versions(name)))
+        except ModelNotFound:
+            continue  # deleted since the names were read
     return json_response({"models": models})
+
+
+def _model_json(versions: list[VersionRecord]) -> dict[str, Any]:
+    """A model as the API shows it, from its versions (oldest first, at least one)."""
+    latest = versions[-1]
+    body = Model(
+        name=latest.name, latest_version=latest.version, versions=len(versions), latest=Version.of(latest)
+    )
+    return body.model_dump(mode="json")
 
 
 @documented(
@@ -132,15 +146,7 @@ def list_models() -> Any:
 def get_model(name: str) -> Any:
     svc = services()
     svc.inference.check_served(name)
-    versions = svc.registry.versions(name)
-    latest = versions[-1] if versions else None
-    body = Model(
-        name=name,
-        latest_version=latest.version if latest else None,
-        versions=len(versions),
-        latest=Version.of(latest) if latest else None,
-    )
-    return json_response(body.model_dump(mode="json"))
+    return json_response(_model_json(svc.registry.versions(name)))
 
 
 @documented("Delete a model and all its versions.", tags=("models",), responses={200: Deleted})
@@ -210,7 +216,9 @@ def upload_version(name: str) -> Any:
         path = Path(tmp) / "upload"  # never the client's file name: no path reaches the disk
         upload.save(path)
         try:
-            record = svc.registry.register(name, path, filename, options)
+            record = svc.registry.register(
+                name, path, filename, options, allow_code=svc.settings.allow_pickle_uploads
+            )
         except InvalidModel as exc:
             exc.field = exc.field or "file"  # the part of this request at fault
             # A loader's message may quote the file it read; clients see their own file name,

@@ -25,6 +25,9 @@ RUNTIMES: dict[str, str] = {
 }
 """Format name -> ``module:Class`` of the runtime that loads it."""
 
+CODE_FORMATS = frozenset({"joblib", "pickle"})
+"""Formats whose files run code when loaded (Python pickles)."""
+
 EXTRAS: dict[str, str] = {"skops": "skops", "onnx": "onnx", "xgboost": "xgboost", "lightgbm": "lightgbm"}
 
 SUFFIXES: dict[str, str] = {

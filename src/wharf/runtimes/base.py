@@ -6,6 +6,7 @@ its framework's exceptions into wharf errors at this boundary.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +17,8 @@ import numpy as np
 from wharf.batch import Batch
 from wharf.errors import InvalidInput, InvalidModel, ModelError, WharfError
 from wharf.signature import Output, Signature
+
+log = logging.getLogger("wharf.runtimes")
 
 
 class Predictor(Protocol):
@@ -118,4 +121,5 @@ def calling_model(name: str) -> Iterator[None]:
     except (ValueError, TypeError, KeyError, IndexError) as exc:
         raise InvalidInput(f"The {name} model rejected the input: {exc}") from exc
     except Exception as exc:
-        raise ModelError(f"The {name} model failed: {type(exc).__name__}: {exc}") from exc
+        log.exception("the %s model failed", name)
+        raise ModelError(f"The {name} model failed on this input; the server log says why.") from exc

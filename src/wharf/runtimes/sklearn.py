@@ -6,6 +6,7 @@ an explicit list of trusted types and refused, with the untrusted type names, ot
 
 from __future__ import annotations
 
+import importlib
 import pickle
 import warnings
 from contextlib import AbstractContextManager, nullcontext
@@ -28,7 +29,7 @@ NO_NAMES_WARNING = "X does not have valid feature names"
 # An array in feature_names_in_ order is what needs_frame() allows; the warning says nothing then.
 warnings.filterwarnings("ignore", message=NO_NAMES_WARNING, category=UserWarning)
 TRUSTED_PREFIXES = ("sklearn.",)
-"""skops types trusted without asking: scikit-learn's own classes (its Tree, loss objects, ...)."""
+"""skops types trusted without asking: classes of these packages (never their functions)."""
 
 
 def _load_object(path: Path, fmt: str, trusted: tuple[str, ...]) -> tuple[Any, str | None]:
@@ -61,7 +62,7 @@ def _load_skops(path: Path, trusted: tuple[str, ...]) -> Any:
         untrusted = sio.get_untrusted_types(file=path)
     except Exception as exc:
         raise InvalidModel(f"This is not a skops file: {type(exc).__name__}: {exc}") from exc
-    refused = sorted(t for t in set(untrusted) - set(trusted) if not t.startswith(TRUSTED_PREFIXES))
+    refused = sorted(t for t in set(untrusted) - set(trusted) if not _sklearn_class(t))
     if refused:
         raise UnsafeModel(
             f"The skops file holds types that are not trusted: {', '.join(refused)}. Review them "
@@ -72,6 +73,22 @@ def _load_skops(path: Path, trusted: tuple[str, ...]) -> Any:
         return sio.load(path, trusted=list(untrusted))
     except Exception as exc:
         raise InvalidModel(f"The skops file does not load: {type(exc).__name__}: {exc}") from exc
+
+
+def _sklearn_class(name: str) -> bool:
+    """Whether ``name`` is a class defined in scikit-learn (its Tree, loss objects, ...).
+
+    Classes are rebuilt from data; a function named in a skops file would be called, so no
+    function is trusted here, scikit-learn's included.
+    """
+    module_name, _, attribute = name.rpartition(".")
+    if not module_name.startswith(TRUSTED_PREFIXES):
+        return False
+    try:
+        found = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError):
+        return False
+    return isinstance(found, type) and found.__module__.startswith(TRUSTED_PREFIXES)
 
 
 def _is_text_vectorizer(step: Any) -> bool:

@@ -37,7 +37,7 @@ class BatchPolicy:
         0 (the default) calls as soon as the model is free.
     """
 
-    max_rows: int = 256
+    max_rows: int = 1024
     max_wait: float = 0.0
 
 
@@ -177,22 +177,28 @@ class BatchingRuntime:
                     self._arrived.wait(left)
         method = group[0].method
         try:
-            merged = Batch.concat([job.batch for job in group])
-            self.stats.record(merged.n_rows, len(group))
-            out = getattr(self.runtime, method)(merged)
-            if out is not None and len(out) != merged.n_rows:
-                # Slicing would hand one request another's rows: run each alone instead.
-                raise ValueError(f"{len(out)} results for {merged.n_rows} rows")
-        except Exception:
-            self._run_alone(group)
-        else:
-            start = 0
-            for job in group:
-                end = start + job.batch.n_rows
-                job.result = None if out is None else out[start:end]
-                start = end
-        for job in group[1:]:
-            job.done.release()
+            try:
+                merged = Batch.concat([job.batch for job in group])
+                self.stats.record(merged.n_rows, len(group))
+                out = getattr(self.runtime, method)(merged)
+                if out is not None and len(out) != merged.n_rows:
+                    # Slicing would hand one request another's rows: run each alone instead.
+                    raise ValueError(f"{len(out)} results for {merged.n_rows} rows")
+            except Exception:
+                self._run_alone(group)
+            else:
+                start = 0
+                for job in group:
+                    end = start + job.batch.n_rows
+                    job.result = None if out is None else out[start:end]
+                    start = end
+        except BaseException as exc:  # never leave the batch's other requests waiting
+            for job in group[1:]:
+                job.error = job.error or exc
+            raise
+        finally:
+            for job in group[1:]:
+                job.done.release()
 
     def _run_alone(self, group: list[_Job]) -> None:
         """After a merged call failed: each request on its own, so only bad rows fail."""

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from wharf import runtimes
-from wharf.errors import IncompatibleVersion, InvalidInput, ModelNotFound, WharfError
+from wharf.errors import IncompatibleVersion, InvalidInput, ModelError, ModelNotFound, WharfError
 from wharf.runtimes.base import Predictor, Runtime
 from wharf.services.batching import BatchingRuntime, BatchPolicy
 from wharf.services.cache import PredictionCache
@@ -113,6 +113,7 @@ class InferenceService:
         self._key_locks: dict[tuple[str, int], threading.Lock] = {}
         self.ready = threading.Event()
         self.warm_on_load = True
+        self.failed: list[str] = []
         """Predict once on the example row when a version loads (off in a server's master process,
         where no model may start its thread pools before the workers fork)."""
 
@@ -132,16 +133,19 @@ class InferenceService:
         self.check_served(name)
         if version is None:
             version = self._latest_version(name)
-        served = self._loaded.get((name, version))
+        key = (name, version)
+        served = self._loaded.get(key)
         if served is not None:
             return served
+        record = self.registry.get(name, version)  # unknown names and versions stop here
         with self._lock:
-            key_lock = self._key_locks.setdefault((name, version), threading.Lock())
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
         with key_lock:
-            served = self._loaded.get((name, version))
+            served = self._loaded.get(key)
             if served is None:
-                served = self._load(self.registry.get(name, version))
-                self._loaded[(name, version)] = served
+                served = self._load(record)
+                with self._lock:
+                    self._loaded[key] = served
         return served
 
     def _latest_version(self, name: str) -> int:
@@ -159,12 +163,23 @@ class InferenceService:
             self._latest.pop(name, None)
             for key in [k for k in self._loaded if k[0] == name and version in (None, k[1])]:
                 del self._loaded[key]
+                self._key_locks.pop(key, None)
 
     def _load(self, record: VersionRecord) -> ServedModel:
         started = time.perf_counter()
         signature = parse_signature(record.signature)
         path: Path = self.registry.artifacts.local_path(record.artifact)
-        loaded = self.registry.load(record.format, path, signature)
+        try:
+            loaded = self.registry.load(record.format, path, signature)
+        except WharfError as exc:
+            # A stored version that no longer loads is the server's fault, not the request's:
+            # the details (paths included) go to the log, the client gets what and where.
+            log.error("cannot load %s:%s from %s: %s", record.name, record.version, path, exc.detail)
+            raise ModelError(
+                f"Version {record.version} of {record.name!r} is registered but cannot be loaded "
+                f"({exc.slug}); the server log says why.",
+                field="version",
+            ) from exc
         self._check_versions(record, loaded)
         runtime: Predictor = loaded
         options = self.options(record.name)
@@ -231,13 +246,27 @@ class InferenceService:
             self._warm(served)
 
     def preload(self) -> None:
-        """Load the latest version of every served model, then mark the service ready."""
+        """Load the latest version of every served model, then mark the service ready.
+
+        A model that fails to load is logged and listed in ``failed``; ``/readyz`` reports it.
+        """
         for name in self.served_names():
             try:
                 self.model(name)
             except Exception:
                 log.exception("could not load model %s", name)
+                self.failed.append(name)
         self.ready.set()
+
+    def retry_failed(self) -> list[str]:
+        """Try again to load the models that failed at preload; returns those still failing."""
+        for name in list(self.failed):
+            try:
+                self.model(name)
+            except WharfError:
+                continue
+            self.failed.remove(name)
+        return list(self.failed)
 
     # -- predict -----------------------------------------------------------------------------
 

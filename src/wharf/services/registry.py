@@ -11,15 +11,14 @@ import hashlib
 import platform
 import re
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import numpy
-import sklearn
 from pydantic import ValidationError
 
 from wharf import runtimes
-from wharf.errors import InvalidInput, ModelNotFound, VersionNotFound
+from wharf.errors import InvalidInput, ModelNotFound, UnsafeModel, VersionNotFound
 from wharf.runtimes.base import Runtime
 from wharf.signature import Signature
 from wharf.storage import ArtifactStore, MetadataStore, VersionRecord
@@ -67,10 +66,11 @@ def sha256_of(path: Path) -> str:
 
 
 def environment_versions() -> dict[str, str]:
+    """Versions of Python, numpy and scikit-learn here (read from metadata: nothing imported)."""
     return {
         "python": platform.python_version(),
-        "numpy": numpy.__version__,
-        "scikit-learn": sklearn.__version__,
+        "numpy": metadata.version("numpy"),
+        "scikit-learn": metadata.version("scikit-learn"),
     }
 
 
@@ -100,16 +100,28 @@ class Registry:
         self.artifacts = artifacts
         self.trusted = trusted
 
-    def register(self, name: str, source: Path, filename: str, options: Registration) -> VersionRecord:
+    def register(
+        self, name: str, source: Path, filename: str, options: Registration, *, allow_code: bool = True
+    ) -> VersionRecord:
         """Validate ``source`` as a model and add it as the next version of ``name``.
 
+        :param allow_code: accept formats that run code when loaded (joblib, pickle); the HTTP
+            upload route passes the ``allow_pickle_uploads`` setting.
         :raises InvalidInput: bad name or signature.
         :raises InvalidModel: the file is not a model of its format.
+        :raises UnsafeModel: a code-bearing format where ``allow_code`` is off.
         """
         check_name(name)
         with source.open("rb") as fh:
             head = fh.read(HEAD_BYTES)
         fmt = options.format or runtimes.detect_format(filename, head)
+        if fmt in runtimes.CODE_FORMATS and not allow_code:
+            raise UnsafeModel(
+                f"{fmt} files run code when they are loaded, so this server takes them only from "
+                "the command line (wharf models register). Upload an skops, ONNX, XGBoost or "
+                "LightGBM file, or set WHARF_ALLOW_PICKLE_UPLOADS=true if every client is trusted.",
+                field="file",
+            )
         runtime = self.load(fmt, source, options.signature)
         sha256 = sha256_of(source)
         library_versions = {**environment_versions(), **runtime.made_with}

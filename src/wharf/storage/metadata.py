@@ -45,7 +45,7 @@ class ModelRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    last_version: Mapped[int] = mapped_column(Integer, default=0)
+    last_version: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class VersionRow(Base):
@@ -54,7 +54,7 @@ class VersionRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
-    version: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(BigInteger)
     format: Mapped[str] = mapped_column(String(32))
     signature: Mapped[dict[str, Any]] = mapped_column(JSON)
     sha256: Mapped[str] = mapped_column(String(64))
