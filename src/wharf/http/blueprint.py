@@ -229,7 +229,7 @@ def upload_version(name: str) -> Any:
             if exc.field and exc.field.startswith("signature"):
                 exc.field = f"metadata.{exc.field}"  # the signature came in the metadata part
             raise
-    svc.inference.forget(name)
+    svc.inference.forget_latest(name)  # loaded versions stay loaded; "latest" moved
     location = url_for(f"{NAME}.get_version", name=name, version=record.version)
     return json_response(_version_json(record), status=201, headers={"Location": location})
 

@@ -7,6 +7,7 @@ looked up in the registry at most every ``refresh_seconds``.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -157,6 +158,10 @@ class InferenceService:
         self._latest[name] = (number, now + self.refresh_seconds)
         return number
 
+    def forget_latest(self, name: str) -> None:
+        """Ask the registry again which version of ``name`` is latest (after a registration)."""
+        self._latest.pop(name, None)
+
     def forget(self, name: str, version: int | None = None) -> None:
         """Drop cached state of ``name`` (after a delete or a new registration)."""
         with self._lock:
@@ -286,7 +291,8 @@ class InferenceService:
         :returns: ``{"model", "version", "predictions"}`` plus ``"probabilities"`` and ``"classes"``.
         """
         served = self.model(name, version)
-        key = (csv, probabilities, data)
+        # A 16-byte digest, not the body: a cache of large bodies would hold every one of them.
+        key = (csv, probabilities, hashlib.blake2b(data, digest_size=16).digest()) if served.cache else None
         if served.cache is not None and (hit := served.cache.get(key)) is not None:
             return hit
         if csv:
