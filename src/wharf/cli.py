@@ -15,7 +15,7 @@ import orjson
 
 from wharf.errors import InvalidInput, MalformedBody, WharfError
 from wharf.services import Services, build_services
-from wharf.services.registry import Registration, check_name, parse_signature, sha256_of
+from wharf.services.registry import Registration, check_name, known_formats, parse_signature, sha256_of
 from wharf.settings import Settings
 from wharf.version import __version__
 
@@ -158,7 +158,7 @@ def _model_argument(services: Services, arg: str) -> str:
 
 def _banner(services: Services, settings: Settings) -> Callable[[str], str]:
     """What to print once the server listens, given the URL it listens at (known only then)."""
-    names = list(settings.models) or sorted(services.registry.metadata.latest_versions())
+    names = list(settings.models) or services.registry.names()
     example: tuple[str, str] | None = None
     if names:
         from wharf.http.schemas import Version
@@ -236,7 +236,7 @@ def models_show(state: State, ref: str) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["joblib", "pickle", "skops", "onnx", "xgboost", "lightgbm"]),
+    type=click.Choice(known_formats()),
     help="The file's format; guessed from its name and content when omitted.",
 )
 @click.option(

@@ -24,10 +24,18 @@ responses. Instances say *where* the fault is (``field``, ``row``, ``column``) w
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any, ClassVar
 
 PROBLEM_BASE = "urn:wharf:problem:"
+
+
+def suggest(name: str, candidates: Sequence[str]) -> str:
+    """`` Did you mean 'x'?`` for a near miss, else an empty string."""
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 class WharfError(Exception):

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from wharf.batch import Batch
-from wharf.errors import ContentTooLarge, InvalidInput, MalformedBody, WharfError
-from wharf.services.decoding import Decoder, show, suggest
+from wharf.errors import ContentTooLarge, InvalidInput, MalformedBody, WharfError, suggest
+from wharf.services.decoding import Decoder, show
 from wharf.signature import Column, Signature
 
 NUMERIC = Signature(

@@ -9,7 +9,14 @@ from typing import Any
 from flask import Blueprint, current_app, render_template, request, send_from_directory, url_for
 from pydantic import ValidationError
 
-from wharf.errors import BadRequest, InvalidInput, InvalidModel, ModelNotFound, VersionNotFound, WharfError
+from wharf.errors import (
+    BadRequest,
+    InvalidInput,
+    InvalidModel,
+    ModelNotFound,
+    WharfError,
+    suggest,
+)
 from wharf.http import problems
 from wharf.http.bodies import (
     CSV_TYPES,
@@ -36,14 +43,11 @@ from wharf.http.schemas import (
     VersionList,
 )
 from wharf.services import Services
-from wharf.services.decoding import suggest
 from wharf.services.registry import Registration
 from wharf.storage import VersionRecord
 
 NAME = "wharf"
 TRUE = frozenset({"1", "true", "yes", "on"})
-MAX_VERSION = 2**63 - 1
-"""Version numbers are stored as signed 64-bit integers; larger ones in a URL cannot exist."""
 
 
 def services() -> Services:
@@ -54,21 +58,9 @@ def make_blueprint() -> Blueprint:
     """A fresh blueprint (one per application, so tests can build many apps)."""
     bp = Blueprint(NAME, __name__, template_folder="templates")
     problems.register(bp)
-    bp.url_value_preprocessor(_check_version_number)
     for rule, view, methods in ROUTES:
         bp.add_url_rule(rule, view_func=view, methods=methods)
     return bp
-
-
-def _check_version_number(endpoint: str | None, values: dict[str, Any] | None) -> None:
-    """:raises VersionNotFound: the URL's version number is beyond what can be stored."""
-    values = values or {}
-    version = values.get("version")
-    if isinstance(version, int) and version > MAX_VERSION:
-        raise VersionNotFound(
-            f"Model {values.get('name')!r} has no version {version}; version numbers go up to {MAX_VERSION}.",
-            field="version",
-        )
 
 
 def _flag(name: str) -> bool:

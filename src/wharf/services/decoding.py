@@ -14,7 +14,6 @@ per-cell scans run only to say precisely which row and column is wrong.
 from __future__ import annotations
 
 import csv
-import difflib
 import io
 import math
 import reprlib
@@ -26,7 +25,7 @@ import numpy as np
 import orjson
 
 from wharf.batch import Batch
-from wharf.errors import ContentTooLarge, InvalidInput, MalformedBody
+from wharf.errors import ContentTooLarge, InvalidInput, MalformedBody, suggest
 from wharf.signature import Column, Signature
 
 ROW_KEYS = ("instances", "dataframe_records")
@@ -55,12 +54,6 @@ def parse_json(data: bytes, field: str = "body") -> Any:
             f"{what} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
             field=field,
         ) from exc
-
-
-def suggest(name: str, candidates: Sequence[str]) -> str:
-    """`` Did you mean 'x'?`` for a near miss, else an empty string."""
-    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
-    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 def show(value: Any) -> str:

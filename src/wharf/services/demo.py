@@ -109,7 +109,7 @@ DEMOS: dict[str, Callable[[Path], tuple[Path, Registration]]] = {
 
 def install_demos(registry: Registry, force: bool = False) -> list[VersionRecord]:
     """Train and register each demo model that is not registered yet (all of them with ``force``)."""
-    present = set(registry.metadata.latest_versions())
+    present = set(registry.names())
     added = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, train in DEMOS.items():

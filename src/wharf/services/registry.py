@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from wharf import runtimes
-from wharf.errors import InvalidInput, ModelNotFound, UnsafeModel, VersionNotFound
+from wharf.errors import InvalidInput, ModelNotFound, UnsafeModel, VersionNotFound, suggest
 from wharf.runtimes.base import Runtime
 from wharf.signature import Signature
 from wharf.storage import ArtifactStore, MetadataStore, VersionRecord
@@ -55,6 +55,11 @@ def parse_signature(value: Any, field: str = "signature") -> Signature | None:
             '"nullable": false}, ...], "output": {"kind": ..., "classes": [...]}}.',
             field=f"{field}.{where}" if where else field,
         ) from exc
+
+
+def known_formats() -> list[str]:
+    """Every format a runtime is installed for (built in, or registered by another package)."""
+    return runtimes.formats()
 
 
 def sha256_of(path: Path) -> str:
@@ -198,6 +203,4 @@ class Registry:
         return deleted
 
     def _unknown(self, name: str) -> str:
-        from wharf.services.decoding import suggest
-
         return f"No model named {name!r}." + suggest(name, self.names())

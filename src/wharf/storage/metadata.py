@@ -23,7 +23,6 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
-    func,
     insert,
     select,
     update,
@@ -249,12 +248,6 @@ class MetadataStore:
         with self._read() as session:
             row = session.scalar(query)
             return None if row is None else _record(name, row)
-
-    def latest_versions(self) -> dict[str, int]:
-        """The newest version number of every model that has one."""
-        query = select(ModelRow.name, func.max(VersionRow.version)).join(VersionRow).group_by(ModelRow.name)
-        with self._read() as session:
-            return {name: number for name, number in session.execute(query)}
 
     def artifact_in_use(self, artifact: str) -> bool:
         with self._read() as session:
