@@ -6,10 +6,15 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
+from sklearn import datasets
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from wharf import Settings, create_app
 from wharf.services import Services
@@ -21,6 +26,14 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.startswith("WHARF_"):
             monkeypatch.delenv(key)
+
+
+@pytest.fixture(scope="session")
+def iris() -> tuple[Pipeline, pd.DataFrame]:
+    """A scaler + logistic regression pipeline fitted on a DataFrame, labels as species names."""
+    X, y = datasets.load_iris(return_X_y=True, as_frame=True)
+    labels = datasets.load_iris().target_names[y]
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, labels), X
 
 
 @pytest.fixture

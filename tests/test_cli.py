@@ -25,15 +25,6 @@ from wharf.errors import InvalidInput, InvalidModel, MalformedBody, ModelNotFoun
 from wharf.version import __version__
 
 
-@pytest.fixture(scope="module")
-def iris() -> tuple[Pipeline, pd.DataFrame]:
-    """A scaler + logistic regression pipeline fitted on a DataFrame, labels as species names."""
-    X, y = datasets.load_iris(return_X_y=True, as_frame=True)
-    labels = datasets.load_iris().target_names[y]
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, labels)
-    return model, X
-
-
 @pytest.fixture
 def iris_file(tmp_path: Path, iris: tuple[Pipeline, pd.DataFrame]) -> Path:
     path = tmp_path / "iris.joblib"

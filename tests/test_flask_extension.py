@@ -11,22 +11,12 @@ import joblib
 import pandas as pd
 import pytest
 from flask import Flask, jsonify
-from sklearn import datasets
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.pipeline import Pipeline
 
 from wharf import Settings
 from wharf.flask import Wharf
 from wharf.services import Services, build_services
 from wharf.services.registry import Registration
-
-
-@pytest.fixture(scope="module")
-def iris() -> tuple[Pipeline, pd.DataFrame]:
-    X, y = datasets.load_iris(return_X_y=True, as_frame=True)
-    labels = datasets.load_iris().target_names[y]
-    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, labels), X
 
 
 @pytest.fixture

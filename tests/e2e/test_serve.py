@@ -21,7 +21,6 @@ import pandas as pd
 import pytest
 import requests
 from openapi_spec_validator import validate
-from sklearn import datasets
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -97,13 +96,6 @@ def stopped(server: Server) -> None:
     if server.process.poll() is None:
         server.process.kill()
         server.process.wait()
-
-
-@pytest.fixture(scope="module")
-def iris() -> tuple[Pipeline, pd.DataFrame]:
-    X, y = datasets.load_iris(return_X_y=True, as_frame=True)
-    labels = datasets.load_iris().target_names[y]
-    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, labels), X
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import platform
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,12 +15,10 @@ import pandas as pd
 import pytest
 import sklearn
 from flask import Flask
-from sklearn import datasets
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.pipeline import Pipeline
 from sqlalchemy import select, update
 
+from concurrency import at_once
 from wharf import Settings, create_app
 from wharf.errors import IncompatibleVersion, InvalidInput, InvalidModel, ModelNotFound, VersionNotFound
 from wharf.services import Services, build_services
@@ -31,13 +28,6 @@ from wharf.storage.metadata import ModelRow, VersionRow
 
 PROCESSES = 8
 PER_PROCESS = 3
-
-
-@pytest.fixture(scope="module")
-def iris() -> tuple[Pipeline, pd.DataFrame]:
-    X, y = datasets.load_iris(return_X_y=True, as_frame=True)
-    labels = datasets.load_iris().target_names[y]
-    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, labels), X
 
 
 @pytest.fixture
@@ -89,23 +79,7 @@ def test_version_numbers_are_never_reused(registry: Registry, model_file: Path) 
 
 def test_concurrent_registrations_in_threads(registry: Registry, model_file: Path) -> None:
     count = 20
-    barrier = threading.Barrier(count)
-    numbers: list[int] = []
-    errors: list[BaseException] = []
-
-    def work() -> None:
-        barrier.wait()
-        try:
-            numbers.append(register(registry, model_file))
-        except BaseException as exc:  # surfaced by the assertion below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    numbers = at_once(lambda: register(registry, model_file), count)
     assert sorted(numbers) == list(range(1, count + 1))
     assert [r.version for r in registry.versions("iris")] == list(range(1, count + 1))
 
