@@ -17,6 +17,7 @@ from typing import Any
 
 import joblib
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 import requests
@@ -208,6 +209,32 @@ def test_bad_requests_get_problems(
     assert problem["status"] == status
     assert problem["title"] and problem["detail"]
     assert problem["instance"] == "/v1/models/iris/predict"
+
+
+def chunks(body: bytes, size: int = 65536) -> Iterator[bytes]:
+    """``body`` in pieces: requests sends a generator with Transfer-Encoding: chunked."""
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+def test_chunked_bodies_are_read_whole_and_bounded(
+    server: Server, iris: tuple[Pipeline, pd.DataFrame]
+) -> None:
+    model, X = iris
+    url = f"{server.url}/v1/models/iris/predict"
+    body = orjson.dumps({"instances": rows(X)})
+    json_type = {"Content-Type": "application/json"}
+    response = requests.post(url, data=chunks(body, 1000), headers=json_type, timeout=10)
+    assert response.status_code == 200
+    assert response.json()["predictions"] == model.predict(X).tolist()
+
+    limit = 16 * 1024 * 1024  # the default WHARF_MAX_BODY_BYTES
+    huge = b'{"instances": [' + b" " * limit + b"]}"
+    for data in (chunks(huge), huge):  # without a length, then with one
+        response = requests.post(url, data=data, headers=json_type, timeout=30)
+        assert response.status_code == 413
+        detail = f"The request body is larger than this route's limit of {limit} bytes."
+        assert response.json()["detail"] == detail
 
 
 def test_unknown_routes_get_problems(server: Server) -> None:
