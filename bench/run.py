@@ -211,9 +211,41 @@ def check(actual: Any, expected: np.ndarray, what: str) -> None:
         raise SystemExit(f"{what}: predictions differ from in-process ones; not timing it")
 
 
+class OnnxTwin:
+    """The in-process limit of a model that answers through its ONNX twin: ONNX Runtime itself,
+    on the twin wharf registered, with the session options wharf uses (one thread)."""
+
+    def __init__(self, path: Path) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0].name
+        self.label = self.session.get_outputs()[0].name
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.session.run([self.label], {self.input: X.astype(np.float32)})[0]
+
+
+def make_fast(name: str, X: np.ndarray, home: Path, work: Path) -> OnnxTwin:
+    """Convert ``name``:1 to ONNX with a parity check on training rows, and let the twin answer."""
+    sample = work / f"{name}-sample.json"
+    sample.write_bytes(orjson.dumps({"instances": X[:2000].tolist()}))
+    wharf(home, "convert", f"{name}:1", "--to", "onnx", "--sample", str(sample))
+    wharf(home, "models", "set-fast", f"{name}:1")
+    from wharf.services import build_services
+    from wharf.settings import Settings
+
+    services = build_services(Settings(home=home))
+    record = services.registry.get(name, services.registry.get(name, 1).extra["answered_by"])
+    return OnnxTwin(services.registry.artifacts.local_path(record.artifact))
+
+
 def run_model(
     name: str, model: Any, X: np.ndarray, home: Path, args: argparse.Namespace, work: Path
 ) -> list[dict[str, Any]]:
+    answering = make_fast(name, X, home, work) if name in args.fast.split(",") else model
     one = work / f"{name}-one.json"
     one.write_bytes(orjson.dumps({"instances": [X[0].tolist()]}))
     big = work / f"{name}-big.json"
@@ -225,7 +257,7 @@ def run_model(
     baseline_cmd = [str(BIN / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{base_port}", "--chdir", str(HERE)]
     baseline_cmd += ["--log-level", "warning", "tutorial_app:app"]
     base_url = f"http://127.0.0.1:{base_port}/predict"
-    url = f"http://127.0.0.1:{wharf_port}/v1/models/{name}/predict"
+    url = f"http://127.0.0.1:{wharf_port}/v1/models/{name}/versions/1/predict"
     # Both servers run side by side on the server core (an idle one costs nothing) and every
     # figure is taken in rounds that alternate between them and the in-process limit, so a noisy
     # neighbour on this shared machine weighs on all three alike.
@@ -248,10 +280,10 @@ def run_model(
         round_seconds = args.seconds / args.rounds
         for _ in range(args.rounds):
             runs.setdefault("lim_one", []).append(
-                limit(model, one.read_bytes(), args.limit_seconds / args.rounds)
+                limit(answering, one.read_bytes(), args.limit_seconds / args.rounds)
             )
             runs.setdefault("lim_big", []).append(
-                limit(model, big.read_bytes(), args.limit_seconds / args.rounds)
+                limit(answering, big.read_bytes(), args.limit_seconds / args.rounds)
             )
             for key, target, body, connections in plan:
                 runs.setdefault(key, []).append(wrk(target, body, connections, round_seconds))
@@ -328,7 +360,9 @@ def report(rows: list[dict[str, Any]], memory: dict[str, Any] | None, args: argp
         f"{args.seconds:g} s measured in {args.rounds} alternating rounds. "
         f"wharf: {args.workers} worker(s) x {args.threads} threads. "
         "Baseline: bench/tutorial_app.py under gunicorn, 2 sync workers. Limit: in one process, "
-        "decode the same JSON body, predict, encode.",
+        "decode the same JSON body, predict with the runtime that answers, encode. "
+        f"Answering through a verified ONNX twin (wharf convert + set-fast): {args.fast or 'none'}; "
+        "their limit is ONNX Runtime.",
         "",
         "Ratios: wharf vs baseline and wharf vs limit, >1x means wharf is better (faster / more).",
         "",
@@ -373,6 +407,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="wharf worker processes")
     parser.add_argument("--threads", type=int, default=64, help="wharf threads per worker")
     parser.add_argument("--models", default="logreg,forest", help="comma-separated: logreg, forest")
+    parser.add_argument(
+        "--fast",
+        default="forest",
+        help="comma-separated models served through their verified ONNX twin (wharf convert, set-fast)",
+    )
     parser.add_argument("--memory-models", type=int, default=20, help="models for the memory run (0: skip)")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="results folder")
     args = parser.parse_args()

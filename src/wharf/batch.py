@@ -63,6 +63,13 @@ class Batch:
         assert self._columns is not None
         return pd.DataFrame(dict(zip(self.names, self._columns, strict=True)), copy=False)
 
+    def take(self, rows: slice) -> Batch:
+        """The rows ``rows`` of this batch, as a batch (views, not copies)."""
+        if self._array is not None:
+            return Batch(self.names, array=self._array[rows])
+        assert self._columns is not None
+        return Batch(self.names, columns=[column[rows] for column in self._columns])
+
     @classmethod
     def concat(cls, batches: Sequence[Batch]) -> Batch:
         """One batch holding the rows of ``batches`` in order (same signature)."""

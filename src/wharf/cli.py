@@ -13,7 +13,7 @@ from typing import Any
 import click
 import orjson
 
-from wharf.errors import InvalidInput, MalformedBody, WharfError
+from wharf.errors import InvalidInput, MalformedBody, ParityFailed, WharfError
 from wharf.services import Services, build_services
 from wharf.services.registry import Registration, check_name, known_formats, parse_signature, sha256_of
 from wharf.settings import Settings
@@ -325,6 +325,121 @@ def models_delete(state: State, ref: str, yes: bool) -> None:
         click.confirm(f"Delete {what}?", abort=True)
     deleted = state.services.registry.delete(name, version)
     click.echo(f"deleted {name} version(s) {', '.join(str(r.version) for r in deleted) or 'none'}")
+
+
+@models.command("set-fast")
+@click.argument("ref", metavar="NAME:VERSION")
+@click.option("--twin", type=int, help="The twin version to answer with [the newest verified ONNX one].")
+@click.option("--off", is_flag=True, help="Let the version answer for itself again.")
+@pass_state
+def models_set_fast(state: State, ref: str, twin: int | None, off: bool) -> None:
+    """Let a verified ONNX twin (made by wharf convert) answer predictions for NAME:VERSION."""
+    name, version = _exact_ref(ref)
+    converter = state.services.converter
+    record = converter.unset_fast(name, version) if off else converter.set_fast(name, version, twin)
+    answered = record.extra.get("answered_by")
+    click.echo(
+        f"{name}:{version} is answered by v{answered} (onnx)"
+        if answered
+        else f"{name}:{version} answers itself"
+    )
+
+
+def _exact_ref(ref: str) -> tuple[str, int]:
+    name, version = parse_ref(ref)
+    if version is None:
+        raise InvalidInput(f"Name the version, as in {name}:3.", field="ref")
+    return name, version
+
+
+# -- convert ---------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("ref", metavar="NAME:VERSION")
+@click.option("--to", "target", required=True, type=click.Choice(["onnx", "pmml"]), help="The format.")
+@click.option(
+    "--sample",
+    type=click.File("rb"),
+    help="Rows to compare on: .csv with a header, or .json rows [rows generated from the signature].",
+)
+@click.option("--labels", type=float, help="Least share of equal labels [WHARF_PARITY_LABELS; 1.0].")
+@click.option("--rtol", type=float, help="Largest relative difference [WHARF_PARITY_RTOL; 1e-4].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of generated rows.")
+@click.option("--force", is_flag=True, help="Register even when parity falls outside the tolerance.")
+@click.option("--json", "as_json", is_flag=True, help="Print the new version as JSON.")
+@pass_state
+def convert(
+    state: State,
+    ref: str,
+    target: str,
+    sample: io.BufferedReader | None,
+    labels: float | None,
+    rtol: float | None,
+    seed: int,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """Convert a version to ONNX or PMML as a new version, checked for parity against it."""
+    from wharf.http.schemas import Version
+    from wharf.services.conversion import ConversionRequest
+    from wharf.services.parity import Tolerance
+
+    name, version = _exact_ref(ref)
+    settings = state.services.settings
+    tolerance = Tolerance(
+        labels=settings.parity_labels if labels is None else labels,
+        rtol=settings.parity_rtol if rtol is None else rtol,
+    )
+    rows: list[Any] | bytes | None = None
+    if sample is not None:
+        data = sample.read()
+        if data.lstrip().startswith((b"{", b"[")):
+            parsed = _json_option(data.decode(), "--sample")
+            rows = parsed.get("instances") if isinstance(parsed, dict) else parsed
+        else:
+            rows = data
+    request = ConversionRequest(target, tolerance, rows, seed=seed, force=force)
+    try:
+        record = state.services.converter.convert(name, version, request)
+    except ParityFailed as exc:
+        click.echo(_parity_text(exc.extra["parity"]), err=True)
+        raise
+    if as_json:
+        echo_json(Version.of(record).model_dump(mode="json"))
+        return
+    click.echo(f"registered {name}:{record.version} ({target}), converted from {name}:{version}")
+    click.echo(_parity_text(record.extra["parity"]))
+
+
+def _parity_text(report: dict[str, Any]) -> str:
+    lines = [
+        f"parity on {report['rows']} {report['sample']} rows: {'passed' if report['passed'] else 'FAILED'}"
+    ]
+    if "labels_equal" in report:
+        lines.append(f"  labels equal       {report['labels_equal']:.2%}")
+    if "max_abs_diff" in report:
+        lines.append(
+            f"  max |difference|   {report['max_abs_diff']:.3g}  (mean {report['mean_abs_diff']:.3g})"
+        )
+        lines.append(
+            f"  max relative diff  {report['max_rel_diff']:.3g}  (allowed {report['tolerance']['rtol']:g})"
+        )
+    if report.get("rows_differing"):
+        lines.append(
+            f"  rows differing     {report['rows_differing']} "
+            f"({report['rows_differing_with_missing']} with a missing value)"
+        )
+    source, converted = report["latency"]["source"], report["latency"]["converted"]
+    lines.append(f"  latency            {'':>10} {'1 row':>10} {str(source['batch_rows']) + ' rows':>12}")
+    for label, timing in (("source", source), ("converted", converted)):
+        lines.append(
+            f"  {'':<18} {label + ' ' + timing['format']:>10} "
+            f"{timing['one_row_ms']:>8.3f}ms {timing['batch_ms']:>10.3f}ms"
+        )
+    if report.get("forced"):
+        lines.append("  registered although outside the tolerance (--force): never used as a fast twin")
+    return "\n".join(lines)
 
 
 # -- predict ---------------------------------------------------------------------------------

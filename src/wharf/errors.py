@@ -17,6 +17,8 @@ responses. Instances say *where* the fault is (``field``, ``row``, ``column``) w
     ├── InvalidInput                422  invalid-input        rows that do not fit the signature
     ├── InvalidModel                422  invalid-model        an upload that is not a model of its format
     │   └── UnsafeModel             422  unsafe-model         types not on the trusted list
+    ├── UnsupportedConversion       422  unsupported-conversion  a step or model the exporter cannot convert
+    ├── ParityFailed                422  parity-failed        the converted model answers differently
     ├── InvalidSettings             500  invalid-settings     a setting's value is wrong (exit code 2)
     ├── MissingDependency           501  missing-dependency   a format's extra is not installed
     └── ModelError                  500  model-error          the model failed on valid input
@@ -166,6 +168,33 @@ class UnsafeModel(InvalidModel):
     @property
     def title(self) -> str:
         return "Unsafe Model"
+
+
+class UnsupportedConversion(WharfError):
+    """A model, or one step of a pipeline, that an exporter cannot write in the target format.
+
+    The detail names the step (its class and, in a pipeline, its path) and the format.
+    """
+
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+    slug = "unsupported-conversion"
+    exit_code = 2
+
+    @property
+    def title(self) -> str:
+        return "Unsupported Conversion"
+
+
+class ParityFailed(WharfError):
+    """A conversion whose predictions fall outside the tolerance; carries ``parity``, the report."""
+
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+    slug = "parity-failed"
+    exit_code = 2
+
+    @property
+    def title(self) -> str:
+        return "Parity Failed"
 
 
 class InvalidSettings(WharfError):

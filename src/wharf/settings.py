@@ -118,6 +118,12 @@ class Settings(BaseSettings):
     max_rows: int = Field(10_000, ge=1)
     """Most rows one prediction request may carry (413 above)."""
 
+    parity_labels: float = Field(1.0, ge=0, le=1)
+    """Default least share of equal labels for a conversion to be registered."""
+
+    parity_rtol: float = Field(1e-4, ge=0)
+    """Default largest difference of a converted probability or value, relative to max(|value|, 1)."""
+
     allow_pickle_uploads: bool = False
     """Accept joblib and pickle files over HTTP. They run code when loaded: only where every
     client that can reach the upload route is trusted. The CLI always accepts them."""

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Blueprint, current_app, render_template, request, send_from_directory, url_for
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from wharf.errors import (
     BadRequest,
@@ -30,19 +30,24 @@ from wharf.http.bodies import (
 )
 from wharf.http.openapi import build_spec, documented
 from wharf.http.schemas import (
+    ConvertRequest,
     Deleted,
+    FastRequest,
     Health,
     Model,
     ModelList,
     ModelStats,
     Prediction,
     PredictRequest,
+    ToleranceBody,
     UploadForm,
     UploadMetadata,
     Version,
     VersionList,
 )
 from wharf.services import Services
+from wharf.services.conversion import ConversionRequest
+from wharf.services.parity import Tolerance
 from wharf.services.registry import Registration
 from wharf.storage import VersionRecord
 
@@ -226,23 +231,32 @@ def upload_version(name: str) -> Any:
     return json_response(_version_json(record), status=201, headers={"Location": location})
 
 
-def _upload_options(raw: str | None) -> Registration:
-    if not raw:
-        return Registration()
-    data = parse_json(raw.encode(), field="metadata")
+M = TypeVar("M", bound=BaseModel)
+
+
+def _validated(shape: type[M], data: Any, what: str, field: str, example: str) -> M:
+    """``data`` as ``shape``; :raises InvalidInput: naming where and what was expected."""
     try:
-        meta = UploadMetadata.model_validate(data)
+        return shape.model_validate(data)
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(p) for p in error["loc"])
         hint = ""
         if error["type"] == "extra_forbidden":
-            hint = suggest(str(error["loc"][-1]), list(UploadMetadata.model_fields))
+            hint = suggest(str(error["loc"][-1]), list(shape.model_fields))
         raise InvalidInput(
-            f"Invalid upload metadata at {where or 'top level'!r}: {error['msg']}; expected a JSON "
-            'object such as {"format": "joblib", "description": "...", "tags": {"team": "ml"}}.' + hint,
-            field=f"metadata.{where}" if where else "metadata",
+            f"Invalid {what} at {where or 'top level'!r}: {error['msg']}; expected a JSON object "
+            f"such as {example}." + hint,
+            field=f"{field}.{where}" if where else field,
         ) from exc
+
+
+def _upload_options(raw: str | None) -> Registration:
+    if not raw:
+        return Registration()
+    data = parse_json(raw.encode(), field="metadata")
+    example = '{"format": "joblib", "description": "...", "tags": {"team": "ml"}}'
+    meta = _validated(UploadMetadata, data, "upload metadata", "metadata", example)
     return Registration(
         format=meta.format,
         signature=meta.signature,
@@ -250,6 +264,68 @@ def _upload_options(raw: str | None) -> Registration:
         tags=meta.tags,
         extra=meta.metadata,
     )
+
+
+# -- conversions -----------------------------------------------------------------------------
+
+
+@documented(
+    "Convert a version to ONNX or PMML as a new version, refused when it answers differently.",
+    tags=("versions",),
+    responses={201: Version},
+    body=ConvertRequest,
+)
+def convert_version(name: str, version: int) -> Any:
+    svc = services()
+    svc.inference.check_served(name)
+    if not is_json(media_type()):
+        raise unsupported(JSON_TYPES[:1])
+    data = parse_json(read_body(svc.settings.max_body_bytes))
+    body = _validated(ConvertRequest, data, "conversion request", "body", '{"to": "onnx"}')
+    settings = svc.settings
+    tolerance = body.tolerance or ToleranceBody(labels=settings.parity_labels, rtol=settings.parity_rtol)
+    record = svc.converter.convert(
+        name,
+        version,
+        ConversionRequest(
+            target=body.to,
+            tolerance=Tolerance(labels=tolerance.labels, rtol=tolerance.rtol),
+            sample=body.sample,
+            sample_size=body.sample_size,
+            seed=body.seed,
+            force=body.force,
+        ),
+    )
+    svc.inference.forget_latest(name)
+    location = url_for(f"{NAME}.get_version", name=name, version=record.version)
+    return json_response(_version_json(record), status=201, headers={"Location": location})
+
+
+@documented(
+    "Let a verified ONNX twin answer predictions for this version.",
+    tags=("versions",),
+    responses={200: Version},
+    body=FastRequest,
+)
+def set_fast(name: str, version: int) -> Any:
+    svc = services()
+    svc.inference.check_served(name)
+    twin = None
+    if request.content_length or request.headers.get("Transfer-Encoding"):
+        data = parse_json(read_body(svc.settings.max_body_bytes))
+        twin = _validated(FastRequest, data, "request", "body", '{"twin": 3}').twin
+    record = svc.converter.set_fast(name, version, twin)
+    svc.inference.forget(name, version)
+    return json_response(_version_json(record))
+
+
+@documented("Let this version answer for itself again.", tags=("versions",), responses={200: Version})
+def unset_fast(name: str, version: int) -> Any:
+    svc = services()
+    svc.inference.check_served(name)
+    record = svc.converter.unset_fast(name, version)
+    svc.inference.forget(name, version)
+    return json_response(_version_json(record))
 
 
 # -- predict ---------------------------------------------------------------------------------
@@ -334,6 +410,9 @@ ROUTES: list[tuple[str, Any, list[str]]] = [
     ("/v1/models/<name>/versions", upload_version, ["POST"]),
     ("/v1/models/<name>/versions/<int:version>", get_version, ["GET"]),
     ("/v1/models/<name>/versions/<int:version>", delete_version, ["DELETE"]),
+    ("/v1/models/<name>/versions/<int:version>/convert", convert_version, ["POST"]),
+    ("/v1/models/<name>/versions/<int:version>/fast", set_fast, ["PUT"]),
+    ("/v1/models/<name>/versions/<int:version>/fast", unset_fast, ["DELETE"]),
     ("/v1/models/<name>/predict", predict, ["POST"]),
     ("/v1/models/<name>/versions/<int:version>/predict", predict_version, ["POST"]),
 ]

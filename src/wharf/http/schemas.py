@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from wharf.services.registry import RESERVED_METADATA
 from wharf.signature import Signature
 from wharf.storage import VersionRecord
 
@@ -47,6 +48,15 @@ class Version(BaseModel):
     warnings: list[str]
     metadata: dict[str, Any] = Field(description="Free-form metadata given at registration.")
     example: dict[str, Any] = Field(description="A request body this version accepts.")
+    lineage: dict[str, Any] | None = Field(
+        None, description="Where this version came from: the source version of a conversion."
+    )
+    parity: dict[str, Any] | None = Field(
+        None, description="A conversion's parity report against its source (labels, differences, latency)."
+    )
+    answered_by: int | None = Field(
+        None, description="The verified ONNX twin that answers predictions for this version (set-fast)."
+    )
 
     @classmethod
     def of(cls, record: VersionRecord) -> Version:
@@ -66,8 +76,11 @@ class Version(BaseModel):
             tags=record.tags,
             library_versions=record.library_versions,
             warnings=record.warnings,
-            metadata={k: v for k, v in record.extra.items() if k != "example"},
+            metadata={k: v for k, v in record.extra.items() if k != "example" and k not in RESERVED_METADATA},
             example={"instances": rows},
+            lineage=record.extra.get("lineage"),
+            parity=record.extra.get("parity"),
+            answered_by=record.extra.get("answered_by"),
         )
 
 
@@ -176,11 +189,48 @@ class Prediction(BaseModel):
 
     model: str
     version: int
+    answered_by: int | None = Field(
+        None, description="The verified twin version whose runtime made these predictions, when set."
+    )
     predictions: list[Any]
     probabilities: list[list[float]] | None = Field(
         None, description="Per row, one probability per class in `classes` order (when asked)."
     )
     classes: list[Any] | None = None
+
+
+class ToleranceBody(BaseModel):
+    """When a conversion counts as faithful."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    labels: float = Field(1.0, ge=0, le=1, description="Least share of rows whose label must be equal.")
+    rtol: float = Field(
+        1e-4, ge=0, description="Largest difference of a probability or value, relative to max(|source|, 1)."
+    )
+
+
+class ConvertRequest(BaseModel):
+    """Convert a version to another format, with a parity check against it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to: Literal["onnx", "pmml"]
+    tolerance: ToleranceBody | None = Field(None, description="Default: the server's (labels 100%, 1e-4).")
+    sample: list[dict[str, Any]] | list[list[Any]] | None = Field(
+        None, description="Rows to compare on (the training holdout, or real rows); default: generated rows."
+    )
+    sample_size: int = Field(500, ge=1, le=100_000, description="Generated rows, when no sample is sent.")
+    seed: int = Field(0, ge=0, description="Seed of the generated rows.")
+    force: bool = Field(False, description="Register even when parity falls outside the tolerance.")
+
+
+class FastRequest(BaseModel):
+    """Let a verified ONNX twin answer for this version."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    twin: int | None = Field(None, description="The twin version; default: the newest verified one.")
 
 
 class UploadMetadata(BaseModel):

@@ -22,13 +22,20 @@ RUNTIMES: dict[str, str] = {
     "onnx": "wharf.runtimes.onnx:OnnxRuntime",
     "xgboost": "wharf.runtimes.xgboost:XGBoostRuntime",
     "lightgbm": "wharf.runtimes.lightgbm:LightGBMRuntime",
+    "pmml": "wharf.runtimes.pmml:PmmlRuntime",
 }
 """Format name -> ``module:Class`` of the runtime that loads it."""
 
 CODE_FORMATS = frozenset({"joblib", "pickle"})
 """Formats whose files run code when loaded (Python pickles)."""
 
-EXTRAS: dict[str, str] = {"skops": "skops", "onnx": "onnx", "xgboost": "xgboost", "lightgbm": "lightgbm"}
+EXTRAS: dict[str, str] = {
+    "skops": "skops",
+    "onnx": "onnx",
+    "xgboost": "xgboost",
+    "lightgbm": "lightgbm",
+    "pmml": "pmml",
+}
 
 SUFFIXES: dict[str, str] = {
     ".joblib": "joblib",
@@ -39,6 +46,7 @@ SUFFIXES: dict[str, str] = {
     ".ubj": "xgboost",
     ".xgb": "xgboost",
     ".lgb": "lightgbm",
+    ".pmml": "pmml",
 }
 
 
@@ -94,6 +102,8 @@ def detect_format(filename: str, head: bytes) -> str:
         return "lightgbm"
     if head.startswith(b"PK"):
         return "skops"
+    if b"<PMML" in head:
+        return "pmml"
     if head[:1] == b"\x80":
         # joblib.load reads plain pickles too, while pickle.load fails on joblib's array frames.
         return "joblib"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from wharf.services.conversion import Converter
 from wharf.services.inference import InferenceService
 from wharf.services.registry import Registry
 from wharf.settings import Settings
@@ -21,6 +22,7 @@ class Services:
     settings: Settings
     registry: Registry
     inference: InferenceService
+    converter: Converter
 
     def close(self) -> None:
         self.registry.metadata.close()
@@ -44,4 +46,5 @@ def build_services(settings: Settings) -> Services:
         models=settings.models,
         options=settings.options_for,
     )
-    return Services(settings=settings, registry=registry, inference=inference)
+    converter = Converter(registry, max_rows=settings.max_rows)
+    return Services(settings=settings, registry=registry, inference=inference, converter=converter)

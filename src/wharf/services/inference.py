@@ -23,6 +23,7 @@ from wharf.errors import IncompatibleVersion, InvalidInput, ModelError, ModelNot
 from wharf.runtimes.base import Predictor, Runtime
 from wharf.services.batching import BatchingRuntime, BatchPolicy
 from wharf.services.cache import PredictionCache
+from wharf.services.conversion import ANSWERED_BY
 from wharf.services.decoding import Decoder, parse_json
 from wharf.services.registry import Registry, parse_signature
 from wharf.settings import ModelOptions
@@ -43,6 +44,11 @@ class ServedModel:
     runtime: Predictor
     decoder: Decoder
     cache: PredictionCache | None = None
+    answered_by: int | None = None
+    """The verified twin whose runtime answers for this version (``wharf models set-fast``)."""
+    fresh_until: float = 0.0
+    """Until when (monotonic) the record is trusted; then it is read again, so a delete or a new
+    answering twin made by another worker or replica is seen."""
 
     @property
     def name(self) -> str:
@@ -137,7 +143,11 @@ class InferenceService:
         key = (name, version)
         served = self._loaded.get(key)
         if served is not None:
-            return served
+            if served.fresh_until > time.monotonic():
+                return served
+            served = self._recheck(served)
+            if served is not None:
+                return served
         record = self.registry.get(name, version)  # unknown names and versions stop here
         with self._lock:
             key_lock = self._key_locks.setdefault(key, threading.Lock())
@@ -147,6 +157,23 @@ class InferenceService:
                 served = self._load(record)
                 with self._lock:
                     self._loaded[key] = served
+        return served
+
+    def _recheck(self, served: ServedModel) -> ServedModel | None:
+        """``served`` if its record still says the same, else None (dropped from the cache).
+
+        :raises VersionNotFound: the version was deleted meanwhile.
+        """
+        key = (served.name, served.version)
+        try:
+            record = self.registry.get(*key)
+        except WharfError:
+            self.forget(*key)
+            raise
+        if record.extra.get(ANSWERED_BY) != served.answered_by or record.sha256 != served.record.sha256:
+            self.forget(*key)
+            return None
+        served.fresh_until = time.monotonic() + self.refresh_seconds
         return served
 
     def _latest_version(self, name: str) -> int:
@@ -173,9 +200,10 @@ class InferenceService:
     def _load(self, record: VersionRecord) -> ServedModel:
         started = time.perf_counter()
         signature = parse_signature(record.signature)
-        path: Path = self.registry.artifacts.local_path(record.artifact)
+        answering = self._answering(record)
+        path: Path = self.registry.artifacts.local_path(answering.artifact)
         try:
-            loaded = self.registry.load(record.format, path, signature)
+            loaded = self.registry.load(answering.format, path, signature)
         except WharfError as exc:
             # A stored version that no longer loads is the server's fault, not the request's:
             # the details (paths included) go to the log, the client gets what and where.
@@ -185,7 +213,7 @@ class InferenceService:
                 f"({exc.slug}); the server log says why.",
                 field="version",
             ) from exc
-        self._check_versions(record, loaded)
+        self._check_versions(answering, loaded)
         runtime: Predictor = loaded
         options = self.options(record.name)
         assert options.batch_max_rows is not None and options.batch_max_wait_ms is not None
@@ -193,11 +221,32 @@ class InferenceService:
             policy = BatchPolicy(options.batch_max_rows, options.batch_max_wait_ms / 1000)
             runtime = BatchingRuntime(loaded, policy)
         cache = PredictionCache(options.cache_entries) if options.cache_entries else None
-        served = ServedModel(record, runtime, Decoder(runtime.signature, self.max_rows), cache)
+        served = ServedModel(
+            record,
+            runtime,
+            Decoder(runtime.signature, self.max_rows),
+            cache,
+            answered_by=answering.version if answering is not record else None,
+            fresh_until=time.monotonic() + self.refresh_seconds,
+        )
         if self.warm_on_load:
             self._warm(served)
-        log.info("loaded %s:%s in %.2fs", record.name, record.version, time.perf_counter() - started)
+        via = f" (answered by v{served.answered_by}, {answering.format})" if served.answered_by else ""
+        log.info("loaded %s:%s%s in %.2fs", record.name, record.version, via, time.perf_counter() - started)
         return served
+
+    def _answering(self, record: VersionRecord) -> VersionRecord:
+        """The record whose artifact answers for ``record``: its fast twin, if set and still there."""
+        twin = record.extra.get(ANSWERED_BY)
+        if not isinstance(twin, int):
+            return record
+        try:
+            return self.registry.get(record.name, twin)
+        except WharfError:
+            log.warning(
+                "%s:%s: its fast twin v%s is gone; answering itself", record.name, record.version, twin
+            )
+            return record
 
     @staticmethod
     def _warm(served: ServedModel) -> None:
@@ -302,6 +351,8 @@ class InferenceService:
             batch = served.decoder.decode(body)
             probabilities = probabilities or _asks_probabilities(body)
         result: dict[str, Any] = {"model": served.name, "version": served.version}
+        if served.answered_by is not None:
+            result["answered_by"] = served.answered_by
         proba = served.runtime.predict_proba(batch) if probabilities else None
         result["predictions"] = _jsonable(_finite(served.runtime.predict(batch)))
         if proba is not None:

@@ -79,15 +79,25 @@ def environment_versions() -> dict[str, str]:
     }
 
 
+RESERVED_METADATA = frozenset({"lineage", "parity", "answered_by"})
+"""Keys of a version's ``extra`` that wharf writes itself (conversions): no caller may set them,
+or an upload could claim to be a verified twin of another version."""
+
+
 @dataclass(frozen=True)
 class Registration:
-    """What a caller may say about a file it registers."""
+    """What a caller may say about a file it registers.
+
+    :param extra: free-form metadata; keys in :data:`RESERVED_METADATA` are refused.
+    :param provenance: what wharf itself records (a conversion's lineage and parity report).
+    """
 
     format: str | None = None
     signature: Signature | None = None
     description: str = ""
     tags: dict[str, str] | None = None
     extra: dict[str, Any] | None = None
+    provenance: dict[str, Any] | None = None
 
 
 class Registry:
@@ -117,6 +127,13 @@ class Registry:
         :raises UnsafeModel: a code-bearing format where ``allow_code`` is off.
         """
         check_name(name)
+        reserved = sorted(RESERVED_METADATA & set(options.extra or {}))
+        if reserved:
+            raise InvalidInput(
+                f"Metadata key {reserved[0]!r} is written by wharf itself (conversions); choose "
+                "another name.",
+                field=f"metadata.{reserved[0]}",
+            )
         with source.open("rb") as fh:
             head = fh.read(HEAD_BYTES)
         fmt = options.format or runtimes.detect_format(filename, head)
@@ -144,7 +161,7 @@ class Registry:
                 tags=dict(options.tags or {}),
                 library_versions=library_versions,
                 warnings=[],
-                extra=dict(options.extra or {}),
+                extra={**(options.extra or {}), **(options.provenance or {})},
             )
         except BaseException:
             if written and not self.metadata.artifact_in_use(key):

@@ -191,6 +191,15 @@ class MetadataStore:
                 .values(warnings=warnings)
             )
 
+    def update_extra(self, name: str, version: int, changes: dict[str, Any]) -> None:
+        """Merge ``changes`` into a version's ``extra``; a None value removes its key."""
+        with self._write.begin() as session:
+            row = session.scalar(self._version_query(name).where(VersionRow.version == version))
+            if row is None:
+                return
+            merged = {**(row.extra or {}), **changes}
+            row.extra = {k: v for k, v in merged.items() if v is not None}
+
     def delete_version(self, name: str, version: int) -> VersionRecord | None:
         """Delete one version; returns it, or None when there was none."""
         with self._write.begin() as session:
