@@ -21,7 +21,15 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from wharf.cli import cli
-from wharf.errors import InvalidInput, InvalidModel, MalformedBody, ModelNotFound, VersionNotFound
+from wharf.errors import (
+    Conflict,
+    InvalidInput,
+    InvalidModel,
+    MalformedBody,
+    ModelNotFound,
+    ParityFailed,
+    VersionNotFound,
+)
 from wharf.version import __version__
 
 
@@ -501,3 +509,157 @@ def test_demo_predictions_equal_the_recipe(
     else:
         assert response["predictions"] == expected.tolist()
     assert len(set(np.asarray(expected).tolist())) > 1  # the rows tell classes (or values) apart
+
+
+# -- convert and set-fast --------------------------------------------------------------------
+
+
+def show(wharf: Any, ref: str) -> dict[str, Any]:
+    shown: dict[str, Any] = json.loads(ok(wharf("models", "show", ref)).stdout)
+    return shown
+
+
+def test_convert_prints_the_parity_table(wharf: Any, iris_file: Path) -> None:
+    registered(wharf, iris_file)
+
+    result = ok(wharf("convert", "iris:1", "--to", "onnx"))
+
+    lines = result.stdout.splitlines()
+    assert lines[0] == "registered iris:2 (onnx), converted from iris:1"
+    assert lines[1] == "parity on 500 generated rows: passed"
+    assert lines[2].split() == ["labels", "equal", "100.00%"]
+    assert lines[3].startswith("  max |difference|   ")
+    assert lines[4].startswith("  max relative diff  ") and lines[4].endswith("(allowed 0.0001)")
+    assert lines[5].split() == ["latency", "1", "row", "500", "rows"]
+    for line, side in zip(lines[6:8], ["source joblib", "converted onnx"], strict=True):
+        assert side in line and line.count("ms") == 2, line
+    assert "--force" not in result.stdout
+    shown = show(wharf, "iris:2")
+    assert shown["format"] == "onnx"
+    assert shown["lineage"]["source_version"] == 1
+    assert shown["parity"]["passed"] is True
+    assert [r["latest"] for r in json.loads(ok(wharf("models", "list", "--json")).stdout)] == [2]
+
+
+@pytest.mark.parametrize("kind", ["csv", "json-rows", "json-instances"])
+def test_convert_with_a_sample_file(
+    wharf: Any, tmp_path: Path, iris_file: Path, iris: tuple[Pipeline, pd.DataFrame], kind: str
+) -> None:
+    _, X = iris
+    sample = X.iloc[::10]
+    registered(wharf, iris_file)
+    path = tmp_path / ("rows.csv" if kind == "csv" else "rows.json")
+    if kind == "csv":
+        sample.to_csv(path, index=False)
+    else:
+        rows = rows_of(sample)
+        path.write_text(json.dumps(rows if kind == "json-rows" else {"instances": rows}))
+
+    result = ok(wharf("convert", "iris:1", "--to", "onnx", "--sample", str(path)))
+
+    assert "parity on 15 given rows: passed" in result.stdout
+    parity = show(wharf, "iris:2")["parity"]
+    assert (parity["sample"], parity["rows"], parity["seed"]) == ("given", 15, None)
+
+
+def test_convert_with_a_dataframe_split_sample(
+    wharf: Any, tmp_path: Path, iris_file: Path, iris: tuple[Pipeline, pd.DataFrame]
+) -> None:
+    _, X = iris
+    sample = X.iloc[::10]
+    registered(wharf, iris_file)
+    path = tmp_path / "rows.json"
+    split = {"columns": list(sample.columns), "data": sample.to_numpy().tolist()}
+    path.write_text(json.dumps({"dataframe_split": split}))  # a body wharf predict --input takes
+
+    result = wharf("convert", "iris:1", "--to", "onnx", "--sample", str(path))
+
+    # Either the rows are used, or the file is refused; never a report on other rows.
+    assert "generated rows" not in result.output
+    if result.exit_code == 0:
+        assert show(wharf, "iris:2")["parity"]["sample"] == "given"
+
+
+def test_convert_json_seed_and_tolerance(wharf: Any, iris_file: Path) -> None:
+    registered(wharf, iris_file)
+    result = ok(
+        wharf(
+            "convert", "iris:1", "--to", "onnx", "--seed", "3", "--labels", "0.5", "--rtol", "0.01", "--json"
+        )
+    )
+    made = json.loads(result.stdout)
+    assert (made["version"], made["format"]) == (2, "onnx")
+    assert (made["parity"]["sample"], made["parity"]["seed"]) == ("generated", 3)
+    assert made["parity"]["tolerance"] == {"labels": 0.5, "rtol": 0.01}
+
+
+def test_set_fast_then_predict_through_the_twin(
+    wharf: Any, tmp_path: Path, iris_file: Path, iris: tuple[Pipeline, pd.DataFrame]
+) -> None:
+    model, X = iris
+    sample = X.iloc[::10]
+    rows = tmp_path / "rows.json"
+    rows.write_text(json.dumps(rows_of(sample)))
+    registered(wharf, iris_file)
+    ok(wharf("convert", "iris:1", "--to", "onnx"))
+
+    assert ok(wharf("models", "set-fast", "iris:1")).stdout.strip() == "iris:1 is answered by v2 (onnx)"
+    assert show(wharf, "iris:1")["answered_by"] == 2
+    fast = json.loads(ok(wharf("predict", "iris:1", "--input", str(rows), "--probabilities")).stdout)
+    assert (fast["version"], fast["answered_by"]) == (1, 2)
+    assert fast["predictions"] == model.predict(sample).tolist()
+    np.testing.assert_allclose(fast["probabilities"], model.predict_proba(sample), rtol=0, atol=1e-4)
+
+    assert ok(wharf("models", "set-fast", "iris:1", "--off")).stdout.strip() == "iris:1 answers itself"
+    assert show(wharf, "iris:1")["answered_by"] is None
+    itself = json.loads(ok(wharf("predict", "iris:1", "--input", str(rows), "--probabilities")).stdout)
+    assert "answered_by" not in itself
+    assert itself["predictions"] == fast["predictions"]
+    np.testing.assert_allclose(itself["probabilities"], model.predict_proba(sample), rtol=1e-12)
+
+    assert ok(wharf("models", "set-fast", "iris:1", "--twin", "2")).stdout.strip() == (
+        "iris:1 is answered by v2 (onnx)"
+    )
+
+
+@pytest.mark.parametrize("args", [("convert", "iris", "--to", "onnx"), ("models", "set-fast", "iris")])
+def test_convert_and_set_fast_need_a_version(wharf: Any, iris_file: Path, args: tuple[str, ...]) -> None:
+    registered(wharf, iris_file)
+    failed(wharf(*args), InvalidInput.exit_code, "Name the version, as in iris:3.")
+    assert [r["versions"] for r in json.loads(ok(wharf("models", "list", "--json")).stdout)] == [1]
+
+
+def test_set_fast_without_a_verified_twin(wharf: Any, iris_file: Path) -> None:
+    registered(wharf, iris_file)
+    failed(
+        wharf("models", "set-fast", "iris:1"),
+        Conflict.exit_code,
+        "iris:1 has no ONNX conversion that passed its parity check (conversions: none); "
+        "run: wharf convert iris:1 --to onnx",
+    )
+
+
+def test_parity_failure_prints_the_report_and_registers_nothing(wharf: Any, iris_file: Path) -> None:
+    registered(wharf, iris_file)
+
+    # No tolerance at all: the graph's float32 arithmetic differs from scikit-learn's float64.
+    result = wharf("convert", "iris:1", "--to", "onnx", "--rtol", "0")
+
+    assert result.exit_code == ParityFailed.exit_code, (result.output, result.exception)
+    assert isinstance(result.exception, SystemExit)
+    assert result.stdout == ""
+    report, _, error = result.stderr.partition("Error: ")
+    assert report.startswith("parity on 500 generated rows: FAILED\n")
+    assert "labels equal       100.00%" in report
+    assert "(allowed 0)" in report
+    assert error.startswith("The onnx conversion of iris:1 answers differently from its source")
+    assert "Nothing was registered" in error
+    assert [r["versions"] for r in json.loads(ok(wharf("models", "list", "--json")).stdout)] == [1]
+
+    forced = ok(wharf("convert", "iris:1", "--to", "onnx", "--rtol", "0", "--force"))
+    assert "registered iris:2 (onnx), converted from iris:1" in forced.stdout
+    assert "parity on 500 generated rows: FAILED" in forced.stdout
+    assert "registered although outside the tolerance (--force): never used as a fast twin" in forced.stdout
+    failed(
+        wharf("models", "set-fast", "iris:1"), Conflict.exit_code, "v2 (onnx, forced past its parity check)"
+    )

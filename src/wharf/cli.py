@@ -391,14 +391,11 @@ def convert(
         labels=settings.parity_labels if labels is None else labels,
         rtol=settings.parity_rtol if rtol is None else rtol,
     )
-    rows: list[Any] | bytes | None = None
+    rows: list[Any] | dict[str, Any] | bytes | None = None
     if sample is not None:
         data = sample.read()
-        if data.lstrip().startswith((b"{", b"[")):
-            parsed = _json_option(data.decode(), "--sample")
-            rows = parsed.get("instances") if isinstance(parsed, dict) else parsed
-        else:
-            rows = data
+        # JSON: a list of rows or a request body in any format predict takes; else CSV.
+        rows = _json_option(data.decode(), "--sample") if data.lstrip().startswith((b"{", b"[")) else data
     request = ConversionRequest(target, tolerance, rows, seed=seed, force=force)
     try:
         record = state.services.converter.convert(name, version, request)

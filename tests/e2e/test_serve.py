@@ -338,3 +338,62 @@ def test_port_zero_serves_on_the_port_it_announces(tmp_path: Path, model_file: P
         assert server.stop() == 0
     finally:
         stopped(server)
+
+
+POLL_SECONDS = 10
+"""How long another server may take to see a change: it re-reads a version's record every
+refresh_seconds (2 by default)."""
+
+
+def test_a_fast_twin_set_on_one_server_reaches_another(
+    tmp_path: Path, model_file: Path, iris: tuple[Pipeline, pd.DataFrame]
+) -> None:
+    model, X = iris
+    sample = X.iloc[::10]
+    body = {"instances": rows(sample)}
+    home = tmp_path / "home"
+    first = start(home, str(model_file), log=tmp_path / "first.log")
+    second = None
+    try:
+        second = start(home, "iris", log=tmp_path / "second.log")  # another replica on the same registry
+        version_1 = "/v1/models/iris/versions/1"
+
+        def answer(server: Server) -> dict[str, Any]:
+            response = requests.post(f"{server.url}{version_1}/predict", json=body, timeout=10)
+            assert response.status_code == 200, response.text
+            result: dict[str, Any] = response.json()
+            assert result["version"] == 1
+            assert result["predictions"] == model.predict(sample).tolist()
+            return result
+
+        def until(server: Server, twin: int | None) -> None:
+            """Poll ``server`` until it reports ``twin`` answering version 1; fail after POLL_SECONDS."""
+            started = time.monotonic()
+            while answer(server).get("answered_by") != twin:
+                assert time.monotonic() - started < POLL_SECONDS, f"{server.url} still not answered by {twin}"
+                time.sleep(0.2)
+
+        assert "answered_by" not in answer(second)  # loaded, answering itself
+
+        converted = requests.post(f"{first.url}{version_1}/convert", json={"to": "onnx"}, timeout=60)
+        assert converted.status_code == 201, converted.text
+        assert converted.headers["Location"].endswith("/v1/models/iris/versions/2")
+        assert converted.json()["parity"]["passed"] is True
+        fast = requests.put(f"{first.url}{version_1}/fast", timeout=10)
+        assert fast.status_code == 200, fast.text
+        assert fast.json()["answered_by"] == 2
+
+        assert answer(first)["answered_by"] == 2  # the server that was told: at once
+        until(second, 2)
+        assert "loaded iris:1 (answered by v2, onnx)" in second.output()
+
+        assert requests.delete(f"{first.url}{version_1}/fast", timeout=10).status_code == 200
+        assert "answered_by" not in answer(first)
+        until(second, None)
+
+        assert first.stop() == 0
+        assert second.stop() == 0
+    finally:
+        stopped(first)
+        if second is not None:
+            stopped(second)

@@ -217,7 +217,7 @@ class ConvertRequest(BaseModel):
 
     to: Literal["onnx", "pmml"]
     tolerance: ToleranceBody | None = Field(None, description="Default: the server's (labels 100%, 1e-4).")
-    sample: list[dict[str, Any]] | list[list[Any]] | None = Field(
+    sample: list[Any] | None = Field(
         None, description="Rows to compare on (the training holdout, or real rows); default: generated rows."
     )
     sample_size: int = Field(500, ge=1, le=100_000, description="Generated rows, when no sample is sent.")

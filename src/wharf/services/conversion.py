@@ -31,14 +31,15 @@ ANSWERED_BY = "answered_by"
 class ConversionRequest:
     """What a caller asks of one conversion.
 
-    :param sample: rows to compare on (the training holdout, or any real rows), as a list of rows
-        or CSV bytes with a header; None: rows generated from the signature.
+    :param sample: rows to compare on (the training holdout, or any real rows): a list of rows, a
+        request body in any format predict takes, or CSV bytes with a header; None: rows
+        generated from the signature.
     :param force: register even when parity falls outside the tolerance.
     """
 
     target: str
     tolerance: parity.Tolerance = field(default_factory=parity.Tolerance)
-    sample: list[Any] | bytes | None = None
+    sample: list[Any] | dict[str, Any] | bytes | None = None
     sample_size: int = parity.SAMPLE_ROWS
     seed: int = 0
     force: bool = False
@@ -101,7 +102,9 @@ class Converter:
         decoder = Decoder(source.signature, max(self.max_rows, request.sample_size))
         if isinstance(request.sample, bytes):
             batch, origin = decoder.decode_csv(request.sample), "given"
-        elif request.sample:
+        elif isinstance(request.sample, dict):  # a request body, in any format predict takes
+            batch, origin = decoder.decode(request.sample), "given"
+        elif request.sample is not None:
             batch, origin = decoder.decode_rows(request.sample, "sample"), "given"
         else:
             hints = parity.hints_of(getattr(source, "estimator", None), source.signature)

@@ -214,6 +214,10 @@ class Registry:
             self.get(name, version)  # the precise not-found errors
             record = self.metadata.delete_version(name, version)
             deleted = [] if record is None else [record]
+        gone = {record.version for record in deleted}
+        for record in self.metadata.versions(name):
+            if record.extra.get("answered_by") in gone:  # its fast twin was deleted: answer itself
+                self.metadata.update_extra(name, record.version, {"answered_by": None})
         for record in deleted:
             if not self.metadata.artifact_in_use(record.artifact):
                 self.artifacts.delete(record.artifact)

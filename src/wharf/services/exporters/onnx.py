@@ -120,7 +120,13 @@ def _sklearn_detail(model: Any, exc: Exception) -> str:
             "supports scikit-learn's own estimators and transformers. Replace the step, or serve "
             "this version as it is."
         )
-    return f"skl2onnx cannot convert this {type(model).__name__} to ONNX: {message[:300]}"
+    final = model.steps[-1][1] if getattr(model, "steps", None) else model
+    if len(message) > 200:  # some converters fail deep inside with a dump of the graph node
+        message = f"{type(exc).__name__} inside the converter of {type(final).__name__}"
+    return (
+        f"skl2onnx cannot convert this {type(model).__name__} to ONNX: {message}. The step at fault is "
+        f"likely {type(final).__name__}; serve this version as it is."
+    )
 
 
 def _path_of(model: Any, class_name: str, prefix: str = "") -> str:
