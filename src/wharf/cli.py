@@ -423,16 +423,13 @@ def _parity_text(report: dict[str, Any]) -> str:
             f"  max relative diff  {report['max_rel_diff']:.3g}  (allowed {report['tolerance']['rtol']:g})"
         )
     if report.get("rows_differing"):
-        lines.append(
-            f"  rows differing     {report['rows_differing']} "
-            f"({report['rows_differing_with_missing']} with a missing value)"
-        )
+        missing = report["rows_differing_with_missing"]
+        lines.append(f"  rows differing     {report['rows_differing']} ({missing} with a missing value)")
     source, converted = report["latency"]["source"], report["latency"]["converted"]
-    lines.append(f"  latency            {'':>10} {'1 row':>10} {str(source['batch_rows']) + ' rows':>12}")
-    for label, timing in (("source", source), ("converted", converted)):
+    lines.append(f"  {'latency':<18} {'':>16} {'1 row':>10} {str(source['batch_rows']) + ' rows':>12}")
+    for side, t in (("source", source), ("converted", converted)):
         lines.append(
-            f"  {'':<18} {label + ' ' + timing['format']:>10} "
-            f"{timing['one_row_ms']:>8.3f}ms {timing['batch_ms']:>10.3f}ms"
+            f"  {'':<18} {side + ' ' + t['format']:>16} {t['one_row_ms']:>8.3f}ms {t['batch_ms']:>10.3f}ms"
         )
     if report.get("forced"):
         lines.append("  registered although outside the tolerance (--force): never used as a fast twin")
