@@ -486,6 +486,33 @@ def lightgbm_regressor(folder: Path) -> Case:
     )
 
 
+# -- PMML ------------------------------------------------------------------------------------
+
+
+def pmml_iris(folder: Path) -> Case:
+    """The iris pipeline exported by sklearn2pmml: PMML names the columns; every one is nullable."""
+    from wharf.services.exporters.pmml import to_pmml
+    from wharf.signature import Column, Signature
+
+    X, y = _iris()
+    model = Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression(max_iter=500))]).fit(X, y)
+    path = folder / "iris.pmml"
+    to_pmml(model, Signature(inputs=[Column(name=str(name)) for name in X.columns]), path)
+    sample = X.iloc[spread(N_ROWS, len(X))]
+    return Case(
+        name="pmml-iris",
+        path=path,
+        fmt="pmml",
+        rows=records(sample),
+        expected=model.predict(sample),
+        expected_proba=model.predict_proba(sample),
+        classes=model.classes_.tolist(),
+        columns=[column(str(name), nullable=True) for name in X.columns],
+        kind="classification",
+        model=model,
+    )
+
+
 BUILDERS: dict[str, Builder] = {
     "joblib-iris": joblib_iris,
     "pickle-ridge": pickle_ridge,
@@ -500,6 +527,7 @@ BUILDERS: dict[str, Builder] = {
     "xgboost-regressor": xgboost_regressor,
     "lightgbm-binary": lightgbm_binary,
     "lightgbm-regressor": lightgbm_regressor,
+    "pmml-iris": pmml_iris,
 }
 """Every case by name; the contract test runs over all of them."""
 

@@ -230,14 +230,18 @@ class PmmlRuntime:
         fields: list[str],
         target: str,
         data_type: str,
+        kind: OutputKind,
         made_with: dict[str, str],
     ) -> None:
         self.path = path
         self.signature = signature
         self.fields = fields
-        """The document's input fields, in signature order (an explicit signature may rename them)."""
+        """The names the document's fields get, in signature order (an explicit signature may
+        rename them, or add columns the document does not use)."""
         self.target = target
         self.data_type = data_type
+        self.kind = kind
+        """What the document's model function is (an explicit signature may say less)."""
         self.made_with = made_with
         self._built: tuple[int, Any, list[str] | None] | None = None
         """(process id, evaluator, probability columns in class order or None)."""
@@ -260,11 +264,17 @@ class PmmlRuntime:
         jpmml_evaluator = _jpmml()
         reader = _read(path)
         inferred, target, data_type = _schema(reader)
+        kind = inferred.output.kind
         made_with = {"jpmml-evaluator": jpmml_evaluator.__version__}
         if reader.application.get("name"):
             made_with[reader.application["name"]] = reader.application.get("version", "")
-        resolved = complete(inferred, signature, "PMML model")
-        return cls(path, resolved, inferred.names, target, data_type, made_with)
+        if signature is not None and set(inferred.names) <= set(signature.names):
+            # Fields are matched by name, and those the document does not use are ignored:
+            # sklearn2pmml leaves out the columns a model never reads (a tree's unused features).
+            resolved = complete(None, signature, "PMML model", output=inferred.output)
+            return cls(path, resolved, signature.names, target, data_type, kind, made_with)
+        resolved = complete(inferred, signature, "PMML model")  # renamed, in the document's order
+        return cls(path, resolved, inferred.names, target, data_type, kind, made_with)
 
     def _evaluator(self) -> tuple[Any, list[str] | None]:
         """This process's evaluator and probability columns, built on first use.
@@ -285,16 +295,18 @@ class PmmlRuntime:
         _start_jvm()
         try:
             evaluator = make_evaluator(str(self.path), backend="jpype").verify()
-            probability = {
-                _typed(str(field.getValue()), self.data_type): field.getName()
-                for field in (f.javaModelField.getField() for f in evaluator.getOutputFields())
-                if str(field.getResultFeature()) == "probability" and field.getValue() is not None
-            }
+            probability: dict[Any, str] = {}
+            for output in evaluator.getOutputFields():
+                field = output.javaModelField.getField()
+                if str(field.getResultFeature()) == "probability" and field.getValue() is not None:
+                    label = str(field.getValue())
+                    probability[label] = probability[_typed(label, self.data_type)] = output.getName()
         except Exception as exc:
-            detail = str(exc).replace(str(self.path), self.path.name)  # the server's paths stay private
-            raise ModelError(f"JPMML-Evaluator cannot evaluate this PMML document: {detail}") from exc
-        columns = [probability.get(c) for c in self.signature.output.classes or []]
-        return evaluator, ([str(c) for c in columns] if columns and None not in columns else None)
+            first = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+            detail = JAVA_EXCEPTION.sub("", first).replace(str(self.path), self.path.name).rstrip(".")
+            raise ModelError(f"JPMML-Evaluator cannot evaluate this PMML document: {detail}.") from exc
+        columns = [probability.get(c, probability.get(str(c))) for c in self.signature.output.classes or []]
+        return evaluator, ([c for c in columns if c is not None] if columns and None not in columns else None)
 
     def _evaluate(self, batch: Batch) -> Any:
         """The result table (target and output columns), one row per input row.
@@ -322,7 +334,7 @@ class PmmlRuntime:
 
     def predict(self, batch: Batch) -> np.ndarray:
         values = self._evaluate(batch)[self.target]
-        if self.signature.output.kind == "regression":
+        if self.kind == "regression":
             return np.asarray(values.to_numpy(dtype=np.float64, na_value=np.nan))
         missing = values.isna().to_numpy()
         if missing.any():

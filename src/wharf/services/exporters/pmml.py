@@ -35,6 +35,7 @@ EXCEPTION_LINE = re.compile(r"^([a-zA-Z_$][\w$]*(?:\.[\w$]+)+): (.*)$")
 PYTHON_CLASS = re.compile(r"Python class ([\w.]+)")
 SKLEARN_VERSION = re.compile(r"Scikit-Learn version '([^']+)' is not supported")
 VERSION = re.compile(r"\d+(?:\.\d+)+")
+SELECTOR_PROXY = "sklearn2pmml.SelectorProxy"
 PATH = re.compile(r"(?<![\w.])(?:[A-Za-z]:)?[\\/](?:[^\s'\"\\/]+[\\/])+[^\s'\"]*")
 """Absolute file paths, kept out of the details sent to clients."""
 
@@ -74,6 +75,9 @@ def to_pmml(model: Any, signature: Signature, dest: Path) -> None:
     pipeline = sklearn2pmml.make_pmml_pipeline(
         copy.deepcopy(model), active_fields=signature.names, target_fields=[target]
     )
+    if _allows_missing(model):
+        # Trees send a missing value down the branch scikit-learn takes, instead of no prediction.
+        pipeline.configure(allow_missing=True)
     printed = io.StringIO()
     try:
         with _capture_lock, contextlib.redirect_stdout(printed):
@@ -104,14 +108,9 @@ class _JavaException:
 
 
 def _exceptions(output: str) -> list[_JavaException]:
-    """The exception and its causes, outermost first, from the converter's printed report::
-
-    org.jpmml.sklearn.SkLearnException: Failed to convert ... (Python class sklearn.X) ...
-    Solution:
-        Use a supported value 'error'
-    Context:
-        sklearn.X
-    """
+    """The exception and its causes, outermost first, from the converter's printed report: a line
+    ``org.jpmml.sklearn.SkLearnException: <message>`` each, then tab-indented lines under
+    ``Solution:`` and ``Context:`` (the Python classes involved), then the stack trace."""
     found: list[_JavaException] = []
     section = ""
     for line in output.splitlines():
@@ -158,14 +157,14 @@ def _refusal(model: Any, output: str, version: str) -> str:
     named = [m.group(1) for e in exceptions for m in PYTHON_CLASS.finditer(e.message)]
     named += [c for e in exceptions for c in e.context if not c.startswith("sklearn2pmml.pipeline.")]
     if named:
-        where = _where(model, named[0])
-        step = f"the step {where!r} ({named[0]})" if where else f"the model ({named[0]})"
+        where, name = _locate(model, named[0])
+        step = f"the step {where!r} ({name})" if where else f"the model ({name})"
     else:
         step = f"this {type(model).__name__}"
     solution = f" The converter suggests: {' '.join(reason.solution).rstrip('.')}." if reason.solution else ""
     detail = (
         f"sklearn2pmml {version} cannot convert {step} to PMML: {reason.message.rstrip('.')}.{solution} "
-        "Replace or remove that step, or convert to ONNX instead."
+        "Replace or remove it, or convert to ONNX instead."
     )
     return PATH.sub("<file>", detail)
 
@@ -187,6 +186,18 @@ def _unpicklable(model: Any, exc: Exception) -> str:
     return f"sklearn2pmml cannot convert this {type(model).__name__} to PMML: {message}."
 
 
+def _allows_missing(model: Any) -> bool:
+    """Whether the final estimator takes NaN itself (scikit-learn's trees and forests)."""
+    from sklearn.utils import get_tags
+
+    while getattr(model, "steps", None):
+        model = model.steps[-1][1]
+    try:
+        return bool(get_tags(model).input_tags.allow_nan)
+    except Exception:
+        return False
+
+
 def _steps(model: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
     """Every step of ``model`` with its path (``'prep/numbers/scale'``), leaves first."""
     children: list[tuple[str, Any]] = list(getattr(model, "steps", None) or [])
@@ -198,9 +209,13 @@ def _steps(model: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
     yield prefix, model
 
 
-def _where(model: Any, class_name: str) -> str:
-    """The path of the first step of fully qualified class ``class_name``; empty for the model."""
+def _locate(model: Any, class_name: str) -> tuple[str, str]:
+    """The path and class of the step the converter names by its class (empty path: the model)."""
+    from sklearn.feature_selection import SelectorMixin
+
     for where, step in _steps(model):
-        if f"{type(step).__module__}.{type(step).__qualname__}" == class_name:
-            return where
-    return ""
+        name = f"{type(step).__module__}.{type(step).__qualname__}"
+        # sklearn2pmml converts feature selectors through a proxy class of its own.
+        if name == class_name or (class_name == SELECTOR_PROXY and isinstance(step, SelectorMixin)):
+            return where, name
+    return "", class_name
