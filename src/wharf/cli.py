@@ -59,14 +59,22 @@ class State:
 pass_state = click.make_pass_decorator(State)
 
 
-def parse_ref(ref: str) -> tuple[str, int | None]:
-    """``NAME`` or ``NAME:VERSION``."""
+def parse_ref(ref: str, *, exact: bool = False) -> tuple[str, int | None]:
+    """``NAME`` or ``NAME:VERSION``; with ``exact``, the version is required."""
     name, sep, version = ref.partition(":")
+    if not sep and exact:
+        raise InvalidInput(f"Name the version, as in {name}:3.", field="ref")
     if not sep:
         return name, None
     if not version.isdigit():
         raise InvalidInput(f"Version in {ref!r} must be a whole number, as in {name}:3.", field="ref")
     return name, int(version)
+
+
+def _exact(ref: str) -> tuple[str, int]:
+    name, version = parse_ref(ref, exact=True)
+    assert version is not None
+    return name, version
 
 
 def echo_json(value: Any) -> None:
@@ -334,22 +342,17 @@ def models_delete(state: State, ref: str, yes: bool) -> None:
 @pass_state
 def models_set_fast(state: State, ref: str, twin: int | None, off: bool) -> None:
     """Let a verified ONNX twin (made by wharf convert) answer predictions for NAME:VERSION."""
-    name, version = _exact_ref(ref)
+    from wharf.http.schemas import Version
+
+    name, version = _exact(ref)
     converter = state.services.converter
     record = converter.unset_fast(name, version) if off else converter.set_fast(name, version, twin)
-    answered = record.extra.get("answered_by")
+    answered = Version.of(record).answered_by
     click.echo(
         f"{name}:{version} is answered by v{answered} (onnx)"
         if answered
         else f"{name}:{version} answers itself"
     )
-
-
-def _exact_ref(ref: str) -> tuple[str, int]:
-    name, version = parse_ref(ref)
-    if version is None:
-        raise InvalidInput(f"Name the version, as in {name}:3.", field="ref")
-    return name, version
 
 
 # -- convert ---------------------------------------------------------------------------------
@@ -383,9 +386,9 @@ def convert(
     """Convert a version to ONNX or PMML as a new version, checked for parity against it."""
     from wharf.http.schemas import Version
     from wharf.services.conversion import ConversionRequest
-    from wharf.services.parity import Tolerance
+    from wharf.services.parity import Tolerance, parity_text
 
-    name, version = _exact_ref(ref)
+    name, version = _exact(ref)
     settings = state.services.settings
     tolerance = Tolerance(
         labels=settings.parity_labels if labels is None else labels,
@@ -400,40 +403,13 @@ def convert(
     try:
         record = state.services.converter.convert(name, version, request)
     except ParityFailed as exc:
-        click.echo(_parity_text(exc.extra["parity"]), err=True)
+        click.echo(parity_text(exc.parity), err=True)
         raise
     if as_json:
         echo_json(Version.of(record).model_dump(mode="json"))
         return
     click.echo(f"registered {name}:{record.version} ({target}), converted from {name}:{version}")
-    click.echo(_parity_text(record.extra["parity"]))
-
-
-def _parity_text(report: dict[str, Any]) -> str:
-    lines = [
-        f"parity on {report['rows']} {report['sample']} rows: {'passed' if report['passed'] else 'FAILED'}"
-    ]
-    if "labels_equal" in report:
-        lines.append(f"  labels equal       {report['labels_equal']:.2%}")
-    if "max_abs_diff" in report:
-        lines.append(
-            f"  max |difference|   {report['max_abs_diff']:.3g}  (mean {report['mean_abs_diff']:.3g})"
-        )
-        lines.append(
-            f"  max relative diff  {report['max_rel_diff']:.3g}  (allowed {report['tolerance']['rtol']:g})"
-        )
-    if report.get("rows_differing"):
-        missing = report["rows_differing_with_missing"]
-        lines.append(f"  rows differing     {report['rows_differing']} ({missing} with a missing value)")
-    source, converted = report["latency"]["source"], report["latency"]["converted"]
-    lines.append(f"  {'latency':<18} {'':>16} {'1 row':>10} {str(source['batch_rows']) + ' rows':>12}")
-    for side, t in (("source", source), ("converted", converted)):
-        lines.append(
-            f"  {'':<18} {side + ' ' + t['format']:>16} {t['one_row_ms']:>8.3f}ms {t['batch_ms']:>10.3f}ms"
-        )
-    if report.get("forced"):
-        lines.append("  registered although outside the tolerance (--force): never used as a fast twin")
-    return "\n".join(lines)
+    click.echo(parity_text(Version.of(record).parity or {}))
 
 
 # -- predict ---------------------------------------------------------------------------------

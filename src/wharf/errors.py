@@ -193,6 +193,10 @@ class ParityFailed(WharfError):
     exit_code = 2
 
     @property
+    def parity(self) -> dict[str, Any]:
+        return dict(self.extra.get("parity") or {})
+
+    @property
     def title(self) -> str:
         return "Parity Failed"
 

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from wharf.services.registry import RESERVED_METADATA
+from wharf.services.registry import ANSWERED_BY, LINEAGE, PARITY, RESERVED_METADATA
 from wharf.signature import Signature
 from wharf.storage import VersionRecord
 
@@ -78,9 +78,9 @@ class Version(BaseModel):
             warnings=record.warnings,
             metadata={k: v for k, v in record.extra.items() if k != "example" and k not in RESERVED_METADATA},
             example={"instances": rows},
-            lineage=record.extra.get("lineage"),
-            parity=record.extra.get("parity"),
-            answered_by=record.extra.get("answered_by"),
+            lineage=record.extra.get(LINEAGE),
+            parity=record.extra.get(PARITY),
+            answered_by=record.extra.get(ANSWERED_BY),
         )
 
 

@@ -18,13 +18,15 @@ from wharf.errors import Conflict, ParityFailed
 from wharf.runtimes.base import Runtime
 from wharf.services import exporters, parity
 from wharf.services.decoding import Decoder
-from wharf.services.registry import Registration, Registry, parse_signature
+from wharf.services.registry import (
+    ANSWERED_BY,
+    LINEAGE,
+    PARITY,
+    Registration,
+    Registry,
+    parse_signature,
+)
 from wharf.storage import VersionRecord
-
-LINEAGE = "lineage"
-PARITY = "parity"
-ANSWERED_BY = "answered_by"
-"""Keys in a version's ``extra``: where it came from, how faithful it is, which version answers for it."""
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,8 @@ from wharf.errors import IncompatibleVersion, InvalidInput, ModelError, ModelNot
 from wharf.runtimes.base import Predictor, Runtime
 from wharf.services.batching import BatchingRuntime, BatchPolicy
 from wharf.services.cache import PredictionCache
-from wharf.services.conversion import ANSWERED_BY
 from wharf.services.decoding import Decoder, parse_json
-from wharf.services.registry import Registry, parse_signature
+from wharf.services.registry import ANSWERED_BY, Registry, parse_signature
 from wharf.settings import ModelOptions
 from wharf.storage import VersionRecord
 

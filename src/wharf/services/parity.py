@@ -222,3 +222,31 @@ def latency(model: Predictor, batch: Batch, one: Batch) -> dict[str, float]:
         out[key] = round(statistics.median(times) * 1000, 4)
     out["batch_rows"] = batch.n_rows
     return out
+
+
+def parity_text(report: dict[str, Any]) -> str:
+    """The report as the lines the CLI prints."""
+    lines = [
+        f"parity on {report['rows']} {report['sample']} rows: {'passed' if report['passed'] else 'FAILED'}"
+    ]
+    if "labels_equal" in report:
+        lines.append(f"  labels equal       {report['labels_equal']:.2%}")
+    if "max_abs_diff" in report:
+        lines.append(
+            f"  max |difference|   {report['max_abs_diff']:.3g}  (mean {report['mean_abs_diff']:.3g})"
+        )
+        lines.append(
+            f"  max relative diff  {report['max_rel_diff']:.3g}  (allowed {report['tolerance']['rtol']:g})"
+        )
+    if report.get("rows_differing"):
+        missing = report["rows_differing_with_missing"]
+        lines.append(f"  rows differing     {report['rows_differing']} ({missing} with a missing value)")
+    source, converted = report["latency"]["source"], report["latency"]["converted"]
+    lines.append(f"  {'latency':<18} {'':>16} {'1 row':>10} {str(source['batch_rows']) + ' rows':>12}")
+    for side, t in (("source", source), ("converted", converted)):
+        lines.append(
+            f"  {'':<18} {side + ' ' + t['format']:>16} {t['one_row_ms']:>8.3f}ms {t['batch_ms']:>10.3f}ms"
+        )
+    if report.get("forced"):
+        lines.append("  registered although outside the tolerance (--force): never used as a fast twin")
+    return "\n".join(lines)

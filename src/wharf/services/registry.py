@@ -79,7 +79,11 @@ def environment_versions() -> dict[str, str]:
     }
 
 
-RESERVED_METADATA = frozenset({"lineage", "parity", "answered_by"})
+LINEAGE = "lineage"
+PARITY = "parity"
+ANSWERED_BY = "answered_by"
+"""Keys in a version's ``extra``: where it came from, how faithful it is, which version answers for it."""
+RESERVED_METADATA = frozenset({LINEAGE, PARITY, ANSWERED_BY})
 """Keys of a version's ``extra`` that wharf writes itself (conversions): no caller may set them,
 or an upload could claim to be a verified twin of another version."""
 
@@ -216,8 +220,8 @@ class Registry:
             deleted = [] if record is None else [record]
         gone = {record.version for record in deleted}
         for record in self.metadata.versions(name):
-            if record.extra.get("answered_by") in gone:  # its fast twin was deleted: answer itself
-                self.metadata.update_extra(name, record.version, {"answered_by": None})
+            if record.extra.get(ANSWERED_BY) in gone:  # its fast twin was deleted: answer itself
+                self.metadata.update_extra(name, record.version, {ANSWERED_BY: None})
         for record in deleted:
             if not self.metadata.artifact_in_use(record.artifact):
                 self.artifacts.delete(record.artifact)

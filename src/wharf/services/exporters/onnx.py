@@ -84,7 +84,7 @@ def _sklearn(model: Any, signature: Signature) -> Any:
             options=options,
             target_opset=TARGET_OPSET,
         )
-    except Exception as exc:  # skl2onnx raises RuntimeError, NotImplementedError, TypeError, ...
+    except Exception as exc:  # skl2onnx has no error type of its own: any failure is a refusal
         raise UnsupportedConversion(_sklearn_detail(model, exc), field="to") from exc
 
 
