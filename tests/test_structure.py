@@ -58,7 +58,7 @@ RULES = [
     Rule("http", ("sqlalchemy", *ML, "wharf.runtimes", "wharf.storage.metadata")),
     Rule("services", (*WEB, "wharf.http", "wharf.app", "wharf.flask", "wharf.cli", "wharf.server")),
     Rule("storage", (*WEB, *ML, "wharf.http", "wharf.services", "wharf.runtimes", "wharf.settings")),
-    Rule("cli.py", ("sqlalchemy", *ML, "wharf.runtimes", "wharf.storage.metadata")),
+    Rule("cli", ("sqlalchemy", *ML, "wharf.runtimes", "wharf.storage.metadata")),
 ]
 
 
