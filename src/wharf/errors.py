@@ -10,13 +10,16 @@ responses. Instances say *where* the fault is (``field``, ``row``, ``column``) w
     │   └── UnsupportedMediaType    415  unsupported-media-type
     ├── NotFound                    404  not-found
     │   ├── ModelNotFound           404  model-not-found
-    │   └── VersionNotFound         404  version-not-found
+    │   ├── VersionNotFound         404  version-not-found
+    │   ├── DatasetNotFound         404  dataset-not-found
+    │   └── JobNotFound             404  job-not-found
     ├── Conflict                    409  conflict
     │   └── IncompatibleVersion     409  incompatible-version  framework major.minor differs (strict)
     ├── ContentTooLarge             413  content-too-large    body, upload or row count over a limit
     ├── InvalidInput                422  invalid-input        rows that do not fit the signature
     ├── InvalidModel                422  invalid-model        an upload that is not a model of its format
     │   └── UnsafeModel             422  unsafe-model         types not on the trusted list
+    ├── InvalidDataset              422  invalid-dataset      an upload that is not a table wharf reads
     ├── UnsupportedConversion       422  unsupported-conversion  a step or model the exporter cannot convert
     ├── ParityFailed                422  parity-failed        the converted model answers differently
     ├── InvalidSettings             500  invalid-settings     a setting's value is wrong (exit code 2)
@@ -122,6 +125,14 @@ class VersionNotFound(NotFound):
     slug = "version-not-found"
 
 
+class DatasetNotFound(NotFound):
+    slug = "dataset-not-found"
+
+
+class JobNotFound(NotFound):
+    slug = "job-not-found"
+
+
 class Conflict(WharfError):
     status = HTTPStatus.CONFLICT
     slug = "conflict"
@@ -168,6 +179,22 @@ class UnsafeModel(InvalidModel):
     @property
     def title(self) -> str:
         return "Unsafe Model"
+
+
+class InvalidDataset(WharfError):
+    """An uploaded file that is not a table wharf can read, or not one it can train on.
+
+    The detail names the file; ``field`` is ``file``, and where the parser can say, ``line`` (1-based,
+    in text files), ``cell`` (Excel), ``row`` (zero-based data row) or ``column`` (a column's name).
+    """
+
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+    slug = "invalid-dataset"
+    exit_code = 2
+
+    @property
+    def title(self) -> str:
+        return "Invalid Dataset"
 
 
 class UnsupportedConversion(WharfError):

@@ -52,6 +52,7 @@ def serve(settings: Settings, on_ready: Callable[[str], None] | None = None) -> 
         services = app.extensions["wharf"]
         services.after_fork()
         services.inference.warm_loaded()
+        services.jobs.start()  # each worker runs queued jobs (and fails those its predecessor left)
         return app
 
     server = Granian(

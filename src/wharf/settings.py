@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(1024 * 1024 * 1024, ge=1024)
     """Largest model file accepted by an upload, in bytes (413 above)."""
 
+    max_dataset_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+    """Largest dataset file accepted by an upload, in bytes (413 above)."""
+
     max_rows: int = Field(10_000, ge=1)
     """Most rows one prediction request may carry (413 above)."""
 
@@ -123,6 +126,20 @@ class Settings(BaseSettings):
 
     parity_rtol: float = Field(1e-4, ge=0)
     """Default largest difference of a converted probability or value, relative to max(|value|, 1)."""
+
+    job_workers: int = Field(1, ge=0, le=64)
+    """Training jobs one server process runs at once, each in its own worker process; 0 runs none
+    (the process only queues them, for another replica to run)."""
+
+    job_timeout_seconds: float = Field(6 * 3600, gt=0)
+    """A job running longer is stopped and failed."""
+
+    job_memory_mb: int | None = Field(None, ge=256)
+    """Address-space limit of a job's worker process, in MiB; past it the job fails as out of memory.
+    Unset: no limit beyond the machine's (a worker the kernel kills also fails its job)."""
+
+    fit_max_cells: int = Field(100_000, ge=1)
+    """Largest ``POST /v1/fit`` input, in rows times columns; larger work goes to a training job."""
 
     allow_pickle_uploads: bool = False
     """Accept joblib and pickle files over HTTP. They run code when loaded: only where every

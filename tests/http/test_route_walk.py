@@ -13,7 +13,7 @@ from httpcases import PROBLEM, Trained
 SKIPPED_ENDPOINTS = {"wharf.docs_asset"}
 """Swagger UI's static files: served from disk, not wharf's own handling of input."""
 
-NORMAL = {"name": "iris", "version": "1", "filename": "wharf-docs.js"}
+NORMAL = {"name": "iris", "version": "1", "filename": "wharf-docs.js", "job_id": "1", "dataset_id": "1"}
 HOSTILE_PARAMS = {
     "name": [
         "no-such-model",
@@ -29,6 +29,8 @@ HOSTILE_PARAMS = {
     ],
     "version": ["0", "99", str(2**63 - 1), str(2**63), str(10**30)],
     "filename": ["../../../etc/passwd", "%2e%2e/%2e%2e/x", "x" * 300, "%00"],
+    "job_id": ["0", "99", str(2**63), str(10**30)],
+    "dataset_id": ["0", "99", str(2**63), str(10**30)],
 }
 CONVERTER = re.compile(r"<(?:[a-z]+:)?(\w+)>")
 

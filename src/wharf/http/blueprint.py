@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from flask import Blueprint, current_app, render_template, request, send_from_directory, url_for
-from pydantic import BaseModel, ValidationError
 
 from wharf.errors import (
     BadRequest,
@@ -15,7 +14,6 @@ from wharf.errors import (
     InvalidModel,
     ModelNotFound,
     WharfError,
-    suggest,
 )
 from wharf.http import problems
 from wharf.http.bodies import (
@@ -27,7 +25,9 @@ from wharf.http.bodies import (
     parse_json,
     read_body,
     unsupported,
+    validated,
 )
+from wharf.http.context import NAME, services
 from wharf.http.openapi import build_spec, documented
 from wharf.http.schemas import (
     ConvertRequest,
@@ -45,25 +45,21 @@ from wharf.http.schemas import (
     Version,
     VersionList,
 )
-from wharf.services import Services
 from wharf.services.conversion import ConversionRequest
 from wharf.services.parity import Tolerance
 from wharf.services.registry import Registration
 from wharf.storage import VersionRecord
 
-NAME = "wharf"
 TRUE = frozenset({"1", "true", "yes", "on"})
-
-
-def services() -> Services:
-    return current_app.extensions[NAME]
 
 
 def make_blueprint() -> Blueprint:
     """A fresh blueprint (one per application, so tests can build many apps)."""
     bp = Blueprint(NAME, __name__, template_folder="templates")
     problems.register(bp)
-    for rule, view, methods in ROUTES:
+    from wharf.http import datasets, jobs  # their views use this module's helpers
+
+    for rule, view, methods in [*ROUTES, *datasets.ROUTES, *jobs.ROUTES]:
         bp.add_url_rule(rule, view_func=view, methods=methods)
     return bp
 
@@ -231,32 +227,12 @@ def upload_version(name: str) -> Any:
     return json_response(_version_json(record), status=201, headers={"Location": location})
 
 
-M = TypeVar("M", bound=BaseModel)
-
-
-def _validated(shape: type[M], data: Any, what: str, field: str, example: str) -> M:
-    """``data`` as ``shape``; :raises InvalidInput: naming where and what was expected."""
-    try:
-        return shape.model_validate(data)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(p) for p in error["loc"])
-        hint = ""
-        if error["type"] == "extra_forbidden":
-            hint = suggest(str(error["loc"][-1]), list(shape.model_fields))
-        raise InvalidInput(
-            f"Invalid {what} at {where or 'top level'!r}: {error['msg']}; expected a JSON object "
-            f"such as {example}." + hint,
-            field=f"{field}.{where}" if where else field,
-        ) from exc
-
-
 def _upload_options(raw: str | None) -> Registration:
     if not raw:
         return Registration()
     data = parse_json(raw.encode(), field="metadata")
     example = '{"format": "joblib", "description": "...", "tags": {"team": "ml"}}'
-    meta = _validated(UploadMetadata, data, "upload metadata", "metadata", example)
+    meta = validated(UploadMetadata, data, "upload metadata", "metadata", example)
     return Registration(
         format=meta.format,
         signature=meta.signature,
@@ -281,7 +257,7 @@ def convert_version(name: str, version: int) -> Any:
     if not is_json(media_type()):
         raise unsupported(JSON_TYPES[:1])
     data = parse_json(read_body(svc.settings.max_body_bytes))
-    body = _validated(ConvertRequest, data, "conversion request", "body", '{"to": "onnx"}')
+    body = validated(ConvertRequest, data, "conversion request", "body", '{"to": "onnx"}')
     settings = svc.settings
     tolerance = body.tolerance or ToleranceBody(labels=settings.parity_labels, rtol=settings.parity_rtol)
     record = svc.converter.convert(
@@ -313,7 +289,7 @@ def set_fast(name: str, version: int) -> Any:
     twin = None
     if request.content_length or request.headers.get("Transfer-Encoding"):
         data = parse_json(read_body(svc.settings.max_body_bytes))
-        twin = _validated(FastRequest, data, "request", "body", '{"twin": 3}').twin
+        twin = validated(FastRequest, data, "request", "body", '{"twin": 3}').twin
     record = svc.converter.set_fast(name, version, twin)
     svc.inference.forget(name, version)
     return json_response(_version_json(record))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from flask import Response, request
+from pydantic import BaseModel, ValidationError
 
-from wharf.errors import ContentTooLarge, MalformedBody, UnsupportedMediaType
+from wharf.errors import ContentTooLarge, InvalidInput, MalformedBody, UnsupportedMediaType, suggest
 from wharf.services.decoding import parse_json as parse_json
 
 JSON_TYPES = ("application/json", "application/x-www-form-urlencoded")
@@ -67,3 +68,23 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
         headers=headers,
         mimetype="application/json",
     )
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validated(shape: type[M], data: Any, what: str, field: str, example: str) -> M:
+    """``data`` as ``shape``; :raises InvalidInput: naming where and what was expected."""
+    try:
+        return shape.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"])
+        hint = ""
+        if error["type"] == "extra_forbidden":
+            hint = suggest(str(error["loc"][-1]), list(shape.model_fields))
+        raise InvalidInput(
+            f"Invalid {what} at {where or 'top level'!r}: {error['msg']}; expected a JSON object "
+            f"such as {example}." + hint,
+            field=f"{field}.{where}" if where else field,
+        ) from exc

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from wharf.services.registry import ANSWERED_BY, LINEAGE, PARITY, RESERVED_METADATA
+from wharf.services.registry import ANSWERED_BY, LINEAGE, METRICS, PARITY, RESERVED_METADATA, TRAINING
 from wharf.signature import Signature
 from wharf.storage import VersionRecord
 
@@ -49,7 +49,17 @@ class Version(BaseModel):
     metadata: dict[str, Any] = Field(description="Free-form metadata given at registration.")
     example: dict[str, Any] = Field(description="A request body this version accepts.")
     lineage: dict[str, Any] | None = Field(
-        None, description="Where this version came from: the source version of a conversion."
+        None,
+        description="Where this version came from: the source version of a conversion, or the dataset "
+        "and job that trained it.",
+    )
+    metrics: dict[str, Any] | None = Field(
+        None, description="A trained version's scores on held-out data (or cross-validation)."
+    )
+    training: dict[str, Any] | None = Field(
+        None,
+        description="How a trained version was made: algorithm, parameters, preprocessing, feature "
+        "importances or coefficients.",
     )
     parity: dict[str, Any] | None = Field(
         None, description="A conversion's parity report against its source (labels, differences, latency)."
@@ -79,6 +89,8 @@ class Version(BaseModel):
             metadata={k: v for k, v in record.extra.items() if k != "example" and k not in RESERVED_METADATA},
             example={"instances": rows},
             lineage=record.extra.get(LINEAGE),
+            metrics=record.extra.get(METRICS),
+            training=record.extra.get(TRAINING),
             parity=record.extra.get(PARITY),
             answered_by=record.extra.get(ANSWERED_BY),
         )

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from wharf.services.conversion import Converter
 from wharf.services.inference import InferenceService
+from wharf.services.jobs import Jobs
 from wharf.services.registry import Registry
 from wharf.settings import Settings
 from wharf.storage import MetadataStore, open_artifact_store
@@ -23,8 +24,10 @@ class Services:
     registry: Registry
     inference: InferenceService
     converter: Converter
+    jobs: Jobs
 
     def close(self) -> None:
+        self.jobs.stop()
         self.registry.metadata.close()
 
     def after_fork(self) -> None:
@@ -47,4 +50,7 @@ def build_services(settings: Settings) -> Services:
         options=settings.options_for,
     )
     converter = Converter(registry, max_rows=settings.max_rows)
-    return Services(settings=settings, registry=registry, inference=inference, converter=converter)
+    jobs = Jobs(metadata.jobs, settings)
+    return Services(
+        settings=settings, registry=registry, inference=inference, converter=converter, jobs=jobs
+    )

@@ -82,10 +82,13 @@ def environment_versions() -> dict[str, str]:
 LINEAGE = "lineage"
 PARITY = "parity"
 ANSWERED_BY = "answered_by"
-"""Keys in a version's ``extra``: where it came from, how faithful it is, which version answers for it."""
-RESERVED_METADATA = frozenset({LINEAGE, PARITY, ANSWERED_BY})
-"""Keys of a version's ``extra`` that wharf writes itself (conversions): no caller may set them,
-or an upload could claim to be a verified twin of another version."""
+METRICS = "metrics"
+TRAINING = "training"
+"""Keys in a version's ``extra``: where it came from, how faithful it is, which version answers for it,
+how well it scored on held-out data and how it was trained."""
+RESERVED_METADATA = frozenset({LINEAGE, PARITY, ANSWERED_BY, METRICS, TRAINING})
+"""Keys of a version's ``extra`` that wharf writes itself (conversions, training jobs): no caller may
+set them, or an upload could claim to be a verified twin of another version, or a trained one."""
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ a failed registration leaves no gap and no row.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -147,8 +148,21 @@ class MetadataStore:
         # In one write transaction: servers starting together on a fresh SQLite file queue here,
         # where checking for tables in a read transaction and then creating them fails with
         # "database is locked" in all but one of them.
+        from wharf.storage.datasets import DatasetTable
+        from wharf.storage.jobs import JobTable
+
+        self.datasets = DatasetTable(self)
+        self.jobs = JobTable(self)
         with writer.begin() as connection:
             Base.metadata.create_all(connection)
+
+    def reading(self) -> Session:
+        """A session for reads: ``with metadata.reading() as session``."""
+        return self._read()
+
+    def writing(self) -> AbstractContextManager[Session]:
+        """A begun write transaction, committed at the end: ``with metadata.writing() as session``."""
+        return self._write.begin()
 
     def close(self) -> None:
         self.engine.dispose()

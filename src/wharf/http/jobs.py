@@ -1,0 +1,209 @@
+"""Routes for background jobs (``/v1/jobs``) and the synchronous quick fit (``/v1/fit``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from flask import request, url_for
+from pydantic import BaseModel, ConfigDict, Field
+
+from wharf.errors import ContentTooLarge, InvalidInput
+from wharf.http.bodies import (
+    JSON_TYPES,
+    is_json,
+    json_response,
+    media_type,
+    parse_json,
+    read_body,
+    unsupported,
+    validated,
+)
+from wharf.http.context import NAME, services
+from wharf.http.openapi import documented
+from wharf.storage.jobs import JobRecord
+
+MAX_PAGE = 1000
+
+
+class Job(BaseModel):
+    """A background job: its spec, where it stands, and what it made."""
+
+    id: int
+    kind: str
+    state: str = Field(description="queued, running, succeeded, failed or cancelled.")
+    progress: float = Field(description="Fraction done, 0 to 1.")
+    stage: str = Field(description="What it is doing: loading data, splitting, fitting, evaluating, ...")
+    spec: dict[str, Any]
+    error: str | None = Field(None, description="Why it failed, or how it was cancelled.")
+    result: dict[str, Any] | None = Field(
+        None, description="For a finished training job: the registered model and version, and its metrics."
+    )
+    cancel_requested: bool
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    queued_seconds: float | None = Field(None, description="From submission to start.")
+    run_seconds: float | None = Field(None, description="From start to finish (or to now, while it runs).")
+    links: dict[str, str]
+
+    @classmethod
+    def of(cls, job: JobRecord) -> Job:
+        queued = run = None
+        if job.started_at is not None:
+            queued = (job.started_at - job.created_at).total_seconds()
+            end = job.finished_at or datetime.now(job.started_at.tzinfo)
+            run = (end - job.started_at).total_seconds()
+        links = {"self": url_for(f"{NAME}.get_job", job_id=job.id)}
+        if not job.finished:
+            links["cancel"] = url_for(f"{NAME}.cancel_job", job_id=job.id)
+        result = job.result or {}
+        if job.state == "succeeded" and "model" in result and "version" in result:
+            links["version"] = url_for(f"{NAME}.get_version", name=result["model"], version=result["version"])
+        return cls(
+            id=job.id,
+            kind=job.kind,
+            state=job.state,
+            progress=job.progress,
+            stage=job.stage,
+            spec=job.spec,
+            error=job.error,
+            result=job.result,
+            cancel_requested=job.cancel_requested,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            queued_seconds=queued,
+            run_seconds=run,
+            links=links,
+        )
+
+
+class JobList(BaseModel):
+    jobs: list[Job]
+
+
+class TrainJobRequest(BaseModel):
+    """A training job; see the README's "Training" section for every field."""
+
+    model_config = ConfigDict(extra="allow")
+
+    kind: str = Field("train", examples=["train"])
+    dataset: int = Field(description="Id of an uploaded dataset (POST /v1/datasets).")
+    target: str = Field(description="The column to predict.")
+
+
+class FitRequest(BaseModel):
+    """A small fit answered at once: rows of numbers and their targets."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    X: list[list[float]] = Field(min_length=1, description="Rows of numeric features.")
+    y: list[Any] = Field(min_length=1, description="One target per row (numbers, or class labels).")
+    algorithm: str = Field("linear_regression", description="Any algorithm of the training catalogue.")
+    params: dict[str, Any] = Field(default_factory=dict)
+    seed: int = 0
+
+
+class FitResult(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    algorithm: str
+    task: str
+    metrics: dict[str, Any] = Field(description="Scores on the rows fitted on (no holdout at this size).")
+    weights: list[Any] | None = Field(None, description="Coefficients, for linear models.")
+    bias: Any = Field(None, description="Intercept, for linear models.")
+
+
+def _json_body() -> Any:
+    if not is_json(media_type()):
+        raise unsupported(JSON_TYPES[:1])
+    return parse_json(read_body(services().settings.max_body_bytes))
+
+
+@documented(
+    "Queue a job (a training run); answered at once with the job to poll.",
+    tags=("jobs",),
+    responses={202: Job},
+    body=TrainJobRequest,
+)
+def submit_job() -> Any:
+    job = services().jobs.submit(_json_body())
+    location = url_for(f"{NAME}.get_job", job_id=job.id)
+    return json_response(Job.of(job).model_dump(mode="json"), status=202, headers={"Location": location})
+
+
+@documented(
+    "List jobs, newest first.",
+    tags=("jobs",),
+    responses={200: JobList},
+    query={
+        "state": "Only jobs in this state.",
+        "limit": "At most this many (100).",
+        "offset": "Skip this many.",
+    },
+)
+def list_jobs() -> Any:
+    state = request.args.get("state") or None
+    limit, offset = _int_arg("limit", 100, 1, MAX_PAGE), _int_arg("offset", 0, 0, None)
+    jobs = services().jobs.recent(state, limit=limit, offset=offset)
+    return json_response({"jobs": [Job.of(job).model_dump(mode="json") for job in jobs]})
+
+
+def _int_arg(name: str, default: int, low: int, high: int | None) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or int(raw) < low or (high is not None and int(raw) > high):
+        upper = f" to {high}" if high is not None else " or more"
+        message = f"Query parameter {name!r} must be a whole number {low}{upper}; got {raw!r}."
+        raise InvalidInput(message, field=name)
+    return int(raw)
+
+
+@documented("A job: state, progress, timings, error, result.", tags=("jobs",), responses={200: Job})
+def get_job(job_id: int) -> Any:
+    return json_response(Job.of(services().jobs.get(job_id)).model_dump(mode="json"))
+
+
+@documented(
+    "Cancel a job: a queued one at once, a running one within a moment.",
+    tags=("jobs",),
+    responses={202: Job},
+)
+def cancel_job(job_id: int) -> Any:
+    job = services().jobs.cancel(job_id)
+    return json_response(Job.of(job).model_dump(mode="json"), status=202)
+
+
+@documented(
+    "Fit a model on a small table sent in the body and return its weights and metrics at once.",
+    tags=("jobs",),
+    responses={200: FitResult},
+    body=FitRequest,
+)
+def fit() -> Any:
+    svc = services()
+    example = '{"X": [[1, 2], [2, 3], [3, 5]], "y": [3, 5, 8], "algorithm": "linear_regression"}'
+    body = validated(FitRequest, _json_body(), "fit request", "body", example)
+    cells = len(body.X) * max(len(row) for row in body.X)
+    limit = svc.settings.fit_max_cells
+    if cells > limit:
+        raise ContentTooLarge(
+            f"POST /v1/fit takes at most {limit} cells (rows x columns); this has {cells}. Upload the "
+            "table with POST /v1/datasets and train it with POST /v1/jobs instead.",
+            field="X",
+        )
+    from wharf.services.training.trainer import quick_fit
+
+    result = quick_fit(body.X, body.y, body.algorithm, body.params, body.seed)
+    return json_response(result)
+
+
+ROUTES: list[tuple[str, Any, list[str]]] = [
+    ("/v1/jobs", submit_job, ["POST"]),
+    ("/v1/jobs", list_jobs, ["GET"]),
+    ("/v1/jobs/<int:job_id>", get_job, ["GET"]),
+    ("/v1/jobs/<int:job_id>/cancel", cancel_job, ["POST"]),
+    ("/v1/fit", fit, ["POST"]),
+]
