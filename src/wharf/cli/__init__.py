@@ -156,6 +156,7 @@ def demo(state: State, force: bool) -> None:
 
 
 from wharf.cli import models as models  # noqa: E402  registers `wharf models` and `wharf convert`
+from wharf.cli import training as training  # noqa: E402  registers `wharf train`, `datasets`, `jobs`
 
 
 def main() -> None:
