@@ -34,8 +34,9 @@ class ConversionRequest:
     """What a caller asks of one conversion.
 
     :param sample: rows to compare on (the training holdout, or any real rows): a list of rows, a
-        request body in any format predict takes, or CSV bytes with a header; None: rows
-        generated from the signature.
+        request body in any format predict takes, or CSV bytes with a header; None: the rows a
+        training job held out of the version's fit where it has them, else rows generated from the
+        signature.
     :param force: register even when parity falls outside the tolerance.
     """
 
@@ -108,6 +109,8 @@ class Converter:
             batch, origin = decoder.decode(request.sample), "given"
         elif request.sample is not None:
             batch, origin = decoder.decode_rows(request.sample, "sample"), "given"
+        elif (holdout := self._holdout(record, source, request.sample_size)) is not None:
+            batch, origin = decoder.decode_rows(holdout, "holdout"), "holdout"
         else:
             hints = parity.hints_of(getattr(source, "estimator", None), source.signature)
             rows = parity.generate_rows(source.signature, hints, request.sample_size, request.seed)
@@ -125,6 +128,29 @@ class Converter:
             },
         }
         return report
+
+    def _holdout(self, record: VersionRecord, source: Runtime, size: int) -> list[dict[str, Any]] | None:
+        """Up to ``size`` rows a training job held out of this version's fit, where it recorded them."""
+        holdout = (record.extra.get(LINEAGE) or {}).get("holdout")
+        if not isinstance(holdout, dict) or not holdout.get("artifact"):
+            return None
+        path = self.registry.artifacts.local_path(str(holdout["artifact"]))
+        if not path.is_file():
+            return None
+        import pandas as pd
+
+        frame = pd.read_parquet(path).head(size)
+        names = source.signature.names
+        if frame.empty or not set(names) <= set(frame.columns):
+            return None
+        frame = frame[names].astype(object)
+        return [
+            {
+                k: (None if v is None or v != v else v.isoformat() if hasattr(v, "isoformat") else v)
+                for k, v in row.items()
+            }
+            for row in frame.to_dict(orient="records")
+        ]
 
     def _load(self, record: VersionRecord) -> Runtime:
         path = self.registry.artifacts.local_path(record.artifact)
