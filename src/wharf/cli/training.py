@@ -140,7 +140,7 @@ def metrics_table(metrics: dict[str, Any]) -> str:
     type=click.Choice(["auto", "classification", "regression"]),
     default="auto",
     show_default=True,
-    help="auto: classification for categorical or few-valued targets, else regression.",
+    help="auto: decided from the target column (classes or numbers).",
 )
 @click.option("--features", help="Comma-separated input columns [all but the target].")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="An estimator parameter; repeat.")
@@ -244,6 +244,7 @@ def datasets_show(state: State, dataset_id: int) -> None:
 @click.argument("dataset_id", type=int)
 @pass_state
 def datasets_delete(state: State, dataset_id: int) -> None:
+    """Delete a dataset (versions trained on it stay)."""
     state.services.datasets.delete(dataset_id)
     click.echo(f"deleted dataset {dataset_id}")
 
@@ -257,6 +258,7 @@ def jobs() -> None:
 @click.option("--state", "job_state", help="Only jobs in this state.")
 @pass_state
 def jobs_list(state: State, job_state: str | None) -> None:
+    """Recent jobs, newest first: id, kind, state, progress, stage."""
     for job in state.services.jobs.recent(job_state):
         click.echo(f"{job.id:>5}  {job.kind}  {job.state:<9}  {job.progress:>4.0%}  {job.stage}")
 
@@ -265,6 +267,7 @@ def jobs_list(state: State, job_state: str | None) -> None:
 @click.argument("job_id", type=int)
 @pass_state
 def jobs_show(state: State, job_id: int) -> None:
+    """One job as JSON: spec, state, progress, timings, error, result."""
     echo_json(_job_dict(state.services.jobs.get(job_id)))
 
 
@@ -272,5 +275,6 @@ def jobs_show(state: State, job_id: int) -> None:
 @click.argument("job_id", type=int)
 @pass_state
 def jobs_cancel(state: State, job_id: int) -> None:
+    """Cancel a job: a queued one at once, a running one by the server that runs it."""
     job = state.services.jobs.cancel(job_id)
     click.echo(f"job {job.id}: {job.state}{' (stopping)' if job.cancel_requested else ''}")

@@ -24,6 +24,8 @@ CONVERTER = re.compile(r"<(?:(?P<conv>[a-z]+):)?(?P<name>\w+)>")
 PARAM_DOCS = {
     "name": "Model name.",
     "version": "Version number (1, 2, ...).",
+    "dataset_id": "Dataset id (GET /v1/datasets).",
+    "job_id": "Job id (GET /v1/jobs).",
 }
 
 

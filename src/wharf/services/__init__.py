@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from wharf.services.conversion import Converter
+from wharf.services.datasets import Datasets
 from wharf.services.inference import InferenceService
-from wharf.services.jobs import Jobs
+from wharf.services.jobs import Jobs, train_validator
 from wharf.services.registry import Registry
 from wharf.settings import Settings
 from wharf.storage import MetadataStore, open_artifact_store
@@ -24,6 +25,7 @@ class Services:
     registry: Registry
     inference: InferenceService
     converter: Converter
+    datasets: Datasets
     jobs: Jobs
 
     def close(self) -> None:
@@ -50,7 +52,13 @@ def build_services(settings: Settings) -> Services:
         options=settings.options_for,
     )
     converter = Converter(registry, max_rows=settings.max_rows)
-    jobs = Jobs(metadata.jobs, settings)
+    datasets = Datasets(metadata, artifacts, max_bytes=settings.max_dataset_bytes, scratch=settings.home)
+    jobs = Jobs(metadata.jobs, settings, validate={"train": train_validator(datasets)})
     return Services(
-        settings=settings, registry=registry, inference=inference, converter=converter, jobs=jobs
+        settings=settings,
+        registry=registry,
+        inference=inference,
+        converter=converter,
+        datasets=datasets,
+        jobs=jobs,
     )

@@ -73,7 +73,7 @@ def as_boolean(series: pd.Series) -> pd.Series:
     """A boolean column as floats 1.0 / 0.0, missing as NaN (true/false words accepted)."""
     if pd.api.types.is_bool_dtype(series.dtype) or pd.api.types.is_numeric_dtype(series.dtype):
         return series.astype(float)
-    lowered = series.map(lambda v: str(v).strip().lower() if v is not None and v == v else None)
+    lowered = series.astype(object).map(lambda v: None if pd.isna(v) else str(v).strip().lower())
     flags = lowered.map(lambda v: 1.0 if v in TRUE_WORDS else 0.0 if v in FALSE_WORDS else np.nan)
     return flags.astype(float)
 
@@ -104,8 +104,12 @@ def _column_profile(series: pd.Series, kind: ColumnKind) -> dict[str, Any]:
         "missing": missing,
         "unique": int(present.astype(str).nunique()) if kind != "numeric" else int(present.nunique()),
     }
-    if kind == "numeric" and not present.empty:
+    profile["stats"] = None
+    if kind == "numeric":
         values = present.astype(float)
+        values = values[np.isfinite(values)]  # read_csv makes "inf" cells infinite
+        if values.empty:
+            return profile
         quantiles = values.quantile([0.25, 0.5, 0.75]).tolist()
         profile["stats"] = {
             "mean": _number(values.mean()),
