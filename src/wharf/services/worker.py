@@ -105,8 +105,9 @@ def run_train(worker: Worker, job: JobRecord) -> dict[str, Any]:
     worker.progress(0.0, "loading data")
     dataset = services.datasets.get(spec.dataset)
     frame = services.datasets.frame(spec.dataset)
-    trained = train(spec, frame, worker.progress)
-    worker.progress(0.97, "registering")
+    # Loading takes the first 5% of the bar and registering the last 5%; training reports 0..1.
+    trained = train(spec, frame, lambda fraction, stage: worker.progress(0.05 + 0.9 * fraction, stage))
+    worker.progress(0.95, "registering")
     name = spec.register_as or dataset.name
     registry = services.registry
     with tempfile.TemporaryDirectory(prefix="wharf-job-") as tmp:
@@ -143,7 +144,13 @@ def run_train(worker: Worker, job: JobRecord) -> dict[str, Any]:
                             "algorithm": spec.algorithm,
                             "task": trained.task,
                             "spec": job.spec,
+                            "features": trained.features,
+                            "kinds": trained.kinds,
+                            "validation": trained.validation,
+                            "cv_scores": trained.cv_scores,
                             "best_params": trained.best_params,
+                            "dropped_rows": trained.dropped_rows,
+                            "warnings": trained.warnings,
                             "explanation": trained.explanation,
                             "timings": trained.timings,
                         },
@@ -155,6 +162,8 @@ def run_train(worker: Worker, job: JobRecord) -> dict[str, Any]:
         "version": record.version,
         "task": trained.task,
         "metrics": trained.metrics,
+        "dropped_rows": trained.dropped_rows,
+        "warnings": trained.warnings,
     }
 
 
