@@ -21,6 +21,7 @@ from wharf.http.bodies import (
 )
 from wharf.http.context import NAME, services
 from wharf.http.openapi import documented
+from wharf.services.training.spec import TrainSpec
 from wharf.storage.jobs import JobRecord
 
 MAX_PAGE = 1000
@@ -83,16 +84,6 @@ class JobList(BaseModel):
     jobs: list[Job]
 
 
-class TrainJobRequest(BaseModel):
-    """A training job; see the README's "Training" section for every field."""
-
-    model_config = ConfigDict(extra="allow")
-
-    kind: str = Field("train", examples=["train"])
-    dataset: int = Field(description="Id of an uploaded dataset (POST /v1/datasets).")
-    target: str = Field(description="The column to predict.")
-
-
 class FitRequest(BaseModel):
     """A small fit answered at once: rows of numbers and their targets."""
 
@@ -125,7 +116,7 @@ def _json_body() -> Any:
     "Queue a job (a training run); answered at once with the job to poll.",
     tags=("jobs",),
     responses={202: Job},
-    body=TrainJobRequest,
+    body=TrainSpec,
 )
 def submit_job() -> Any:
     job = services().jobs.submit(_json_body())
