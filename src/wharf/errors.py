@@ -8,11 +8,14 @@ responses. Instances say *where* the fault is (``field``, ``row``, ``column``) w
     ├── BadRequest                  400  bad-request
     │   ├── MalformedBody           400  malformed-body       the body does not parse
     │   └── UnsupportedMediaType    415  unsupported-media-type
+    ├── Unauthorized                401  unauthorized         no API key, or not a valid and current one
+    ├── Forbidden                   403  forbidden            the key's role or model limit does not allow it
     ├── NotFound                    404  not-found
     │   ├── ModelNotFound           404  model-not-found
     │   ├── VersionNotFound         404  version-not-found
     │   ├── DatasetNotFound         404  dataset-not-found
-    │   └── JobNotFound             404  job-not-found
+    │   ├── JobNotFound             404  job-not-found
+    │   └── KeyNotFound             404  key-not-found
     ├── Conflict                    409  conflict
     │   └── IncompatibleVersion     409  incompatible-version  framework major.minor differs (strict)
     ├── ContentTooLarge             413  content-too-large    body, upload or row count over a limit
@@ -22,6 +25,7 @@ responses. Instances say *where* the fault is (``field``, ``row``, ``column``) w
     ├── InvalidDataset              422  invalid-dataset      an upload that is not a table wharf reads
     ├── UnsupportedConversion       422  unsupported-conversion  a step or model the exporter cannot convert
     ├── ParityFailed                422  parity-failed        the converted model answers differently
+    ├── TooManyRequests             429  too-many-requests    over a rate limit; carries ``retry_after``
     ├── InvalidSettings             500  invalid-settings     a setting's value is wrong (exit code 2)
     ├── MissingDependency           501  missing-dependency   a format's extra is not installed
     └── ModelError                  500  model-error          the model failed on valid input
@@ -30,6 +34,7 @@ responses. Instances say *where* the fault is (``field``, ``row``, ``column``) w
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any, ClassVar
@@ -111,6 +116,25 @@ class UnsupportedMediaType(BadRequest):
     slug = "unsupported-media-type"
 
 
+class Unauthorized(WharfError):
+    """No API key, or one that is malformed, unknown, wrong, revoked or expired (all alike)."""
+
+    status = HTTPStatus.UNAUTHORIZED
+    slug = "unauthorized"
+    exit_code = 7
+
+
+class Forbidden(WharfError):
+    """A valid key whose role lacks the permission, or whose model limit leaves the model out.
+
+    A model outside the limit gets the same answer whether it exists or not.
+    """
+
+    status = HTTPStatus.FORBIDDEN
+    slug = "forbidden"
+    exit_code = 7
+
+
 class NotFound(WharfError):
     status = HTTPStatus.NOT_FOUND
     slug = "not-found"
@@ -131,6 +155,10 @@ class DatasetNotFound(NotFound):
 
 class JobNotFound(NotFound):
     slug = "job-not-found"
+
+
+class KeyNotFound(NotFound):
+    slug = "key-not-found"
 
 
 class Conflict(WharfError):
@@ -226,6 +254,24 @@ class ParityFailed(WharfError):
     @property
     def title(self) -> str:
         return "Parity Failed"
+
+
+class TooManyRequests(WharfError):
+    """Over a rate limit; ``retry_after`` (whole seconds, also in the problem body) says when to retry.
+
+    :param retry_after: seconds until the limit lets the caller through again (rounded up).
+    """
+
+    status = HTTPStatus.TOO_MANY_REQUESTS
+    slug = "too-many-requests"
+    exit_code = 8
+
+    def __init__(self, detail: str, *, retry_after: float, **extra: Any) -> None:
+        super().__init__(detail, retry_after=max(math.ceil(retry_after), 1), **extra)
+
+    @property
+    def retry_after(self) -> int:
+        return int(self.extra["retry_after"])
 
 
 class InvalidSettings(WharfError):

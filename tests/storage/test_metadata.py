@@ -44,7 +44,14 @@ def store(tmp_path: Path) -> Any:
 
 
 def test_creates_its_tables(store: MetadataStore) -> None:
-    assert set(inspect(store.engine).get_table_names()) == {"models", "model_versions", "datasets", "jobs"}
+    assert set(inspect(store.engine).get_table_names()) == {
+        "models",
+        "model_versions",
+        "datasets",
+        "jobs",
+        "api_keys",
+        "audit_log",
+    }
 
 
 def test_a_version_round_trips(store: MetadataStore) -> None:

@@ -148,11 +148,15 @@ class MetadataStore:
         # In one write transaction: servers starting together on a fresh SQLite file queue here,
         # where checking for tables in a read transaction and then creating them fails with
         # "database is locked" in all but one of them.
+        from wharf.storage.audit import AuditTable
         from wharf.storage.datasets import DatasetTable
         from wharf.storage.jobs import JobTable
+        from wharf.storage.keys import KeyTable
 
         self.datasets = DatasetTable(self)
         self.jobs = JobTable(self)
+        self.keys = KeyTable(self)
+        self.audit = AuditTable(self)
         with writer.begin() as connection:
             Base.metadata.create_all(connection)
 
