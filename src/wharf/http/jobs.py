@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from flask import request, url_for
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat
 
 from wharf.errors import ContentTooLarge, InvalidInput
 from wharf.http.bodies import (
@@ -89,11 +89,12 @@ class FitRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    X: list[list[float]] = Field(min_length=1, description="Rows of numeric features.")
+    # Strict: pydantic would read "1.5" and true as numbers, which quick_fit refuses by design.
+    X: list[list[StrictFloat]] = Field(min_length=1, description="Rows of numeric features.")
     y: list[Any] = Field(min_length=1, description="One target per row (numbers, or class labels).")
     algorithm: str = Field("linear_regression", description="Any algorithm of the training catalogue.")
     params: dict[str, Any] = Field(default_factory=dict)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seeds the estimator (as a job's 'seed').")
 
 
 class FitResult(BaseModel):

@@ -31,7 +31,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from wharf.errors import Conflict, InvalidInput, JobNotFound
+from wharf.errors import Conflict, InvalidInput, JobNotFound, suggest
 from wharf.settings import Settings
 from wharf.storage.jobs import STATES, JobRecord, JobTable
 
@@ -269,12 +269,20 @@ class Jobs:
 
 def parse_spec(model: Any, body: dict[str, Any]) -> dict[str, Any]:
     """``body`` validated by the pydantic ``model``, as JSON; :raises InvalidInput: naming the field."""
+    from wharf.services.training.spec import VALIDATION_TAGS
+
     try:
         return dict(model.model_validate(body).model_dump(mode="json"))
     except ValidationError as exc:
         error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"])
-        message = f"Invalid job at {where or 'top level'!r}: {error['msg']}."
+        loc = [str(part) for part in error["loc"]]
+        if len(loc) > 1 and loc[0] == "validation" and loc[1] in VALIDATION_TAGS:
+            del loc[1]  # the shape pydantic chose, not a place in the body
+        where = ".".join(loc)
+        hint = ""
+        if error["type"] == "extra_forbidden" and len(loc) == 1:
+            hint = suggest(loc[0], list(model.model_fields))
+        message = f"Invalid job at {where or 'top level'!r}: {error['msg']}.{hint}"
         raise InvalidInput(message, field=where or "body") from exc
 
 

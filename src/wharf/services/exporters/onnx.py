@@ -9,6 +9,7 @@ labels go in ``wharf.classes``. Classifiers output labels and a probability matr
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from pathlib import Path
@@ -77,6 +78,8 @@ def _sklearn(model: Any, signature: Signature) -> Any:
         # ONNX Runtime's StringNormalizer builds the graph's locale when the session loads, and
         # machines without en_US (most containers) fail there; C lowercases ASCII just the same.
         options[id(step)] = {"locale": "C"}
+    if _numeric(signature):
+        model = _positional(model, signature.names)
     try:
         return convert_sklearn(
             model,
@@ -86,6 +89,37 @@ def _sklearn(model: Any, signature: Signature) -> Any:
         )
     except Exception as exc:  # skl2onnx has no error type of its own: any failure is a refusal
         raise UnsupportedConversion(_sklearn_detail(model, exc), field="to") from exc
+
+
+def _positional(model: Any, names: list[str]) -> Any:
+    """A copy of ``model`` whose ColumnTransformers select columns by position, not by name.
+
+    A numeric model's graph takes one tensor (the columns in signature order), where a
+    ColumnTransformer fitted on a DataFrame names its columns; skl2onnx finds names only among
+    separate inputs. Pipelines trained by wharf select by name.
+    """
+    transformers = _column_transformers(model)
+    if not transformers:
+        return model
+    index = {name: i for i, name in enumerate(names)}
+    copied = copy.deepcopy(model)
+    for transformer in _column_transformers(copied):
+        transformer.transformers_ = [
+            (label, step, [index[c] for c in columns] if _all_named(columns, index) else columns)
+            for label, step, columns in transformer.transformers_
+        ]
+    return copied
+
+
+def _all_named(columns: Any, index: dict[str, int]) -> bool:
+    return isinstance(columns, list | tuple) and bool(columns) and all(c in index for c in columns)
+
+
+def _column_transformers(model: Any) -> list[Any]:
+    found = [model] if hasattr(model, "transformers_") else []
+    for _, step in getattr(model, "steps", None) or []:
+        found += _column_transformers(step)
+    return found
 
 
 def _classifiers(model: Any) -> list[Any]:

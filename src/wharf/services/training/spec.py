@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
 from wharf.errors import InvalidInput, suggest
 from wharf.services.training.algorithms import Task, algorithm_named, check_params
@@ -69,6 +69,18 @@ class CrossValidation(BaseModel):
     """Number of folds."""
 
 
+HOLDOUT, CV = "holdout", "cv"
+VALIDATION_TAGS = frozenset({HOLDOUT, CV})
+"""Which shape of ``validation`` pydantic checks a body against; dropped from error locations."""
+
+
+def _validation_kind(value: Any) -> str:
+    """``cv`` when the body names folds (so their errors are about folds), else ``holdout``."""
+    if isinstance(value, CrossValidation) or (isinstance(value, dict) and "cv" in value):
+        return CV
+    return HOLDOUT
+
+
 class Search(BaseModel):
     """A hyper-parameter search with cross-validation on the training rows."""
 
@@ -105,7 +117,10 @@ class TrainSpec(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     """Estimator constructor arguments, e.g. ``{"n_estimators": 200}``."""
     preprocessing: Preprocessing = Field(default_factory=Preprocessing)
-    validation: Holdout | CrossValidation = Field(default_factory=Holdout)
+    validation: Annotated[
+        Annotated[Holdout, Tag(HOLDOUT)] | Annotated[CrossValidation, Tag(CV)],
+        Discriminator(_validation_kind),
+    ] = Field(default_factory=Holdout)
     """``{"test_size": 0.2}`` or ``{"cv": 5}``."""
     search: Search | None = None
     seed: int = Field(0, ge=0, le=2**32 - 1)
