@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import platform
+import secrets
 import shutil
 import socket
 import subprocess
@@ -61,8 +62,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+API_KEY = f"wharf_{secrets.token_hex(4)}_{secrets.token_urlsafe(32)}"
+"""wharf serves the benchmark with auth on, as in production: every request carries this key
+(a fresh one per run). Rate limits are off: one client sending thousands of requests a second is
+what the benchmark measures, and the default per-address limit would cut it short."""
+WHARF_ENV = {"WHARF_ADMIN_KEY": API_KEY, "WHARF_RATE_LIMITS": "{}"}
+
+
 def post(url: str, body: bytes) -> Any:
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}"}
+    request = urllib.request.Request(url, data=body, headers=headers)
     with urllib.request.urlopen(request, timeout=30) as response:
         return orjson.loads(response.read())
 
@@ -118,7 +127,11 @@ def wrk(url: str, body_file: Path, connections: int, seconds: float) -> dict[str
         url,
     ]
     out = subprocess.run(
-        command, env={**os.environ, "BODY_FILE": str(body_file)}, capture_output=True, text=True, check=True
+        command,
+        env={**os.environ, "BODY_FILE": str(body_file), "API_KEY": API_KEY},
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     result = json.loads(out.strip().splitlines()[-1])
     result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
@@ -203,7 +216,7 @@ def wharf_server(home: Path, port: int, names: list[str], workers: int, threads:
         "--threads",
         str(threads),
     ]
-    return server(command, f"http://127.0.0.1:{port}/readyz")
+    return server(command, f"http://127.0.0.1:{port}/readyz", WHARF_ENV)
 
 
 def check(actual: Any, expected: np.ndarray, what: str) -> None:

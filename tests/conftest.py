@@ -16,6 +16,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from auth import ADMIN_KEY
 from wharf import Settings, create_app
 from wharf.services import Services
 
@@ -38,8 +39,11 @@ def iris() -> tuple[Pipeline, pd.DataFrame]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    # Most tests upload joblib files over HTTP; tests/http/test_upload_safety.py checks the default.
-    return Settings(home=tmp_path / "home", refresh_seconds=0, allow_pickle_uploads=True)
+    # Auth is on, as in production, with this run's admin key (admins may upload joblib files);
+    # no rate limits: tests/http/test_security_routes.py checks keys, roles and limits.
+    return Settings(
+        home=tmp_path / "home", refresh_seconds=0, admin_key=ADMIN_KEY, key_cache_seconds=0, rate_limits={}
+    )
 
 
 @pytest.fixture
@@ -57,7 +61,9 @@ def services(app: Flask) -> Services:
 
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {ADMIN_KEY}"
+    return client
 
 
 @pytest.fixture

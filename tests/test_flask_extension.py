@@ -13,6 +13,7 @@ import pytest
 from flask import Flask, jsonify
 from sklearn.pipeline import Pipeline
 
+from auth import ADMIN_KEY
 from wharf import Settings
 from wharf.flask import Wharf
 from wharf.services import Services, build_services
@@ -27,7 +28,7 @@ def model_file(tmp_path: Path, iris: tuple[Pipeline, pd.DataFrame]) -> Path:
 
 
 def home_with_iris(home: Path, model_file: Path) -> Settings:
-    settings = Settings(home=home, refresh_seconds=0, allow_pickle_uploads=True)
+    settings = Settings(auth=False, home=home, refresh_seconds=0, allow_pickle_uploads=True)
     services = build_services(settings)
     try:
         services.registry.register("iris", model_file, model_file.name, Registration())
@@ -163,7 +164,7 @@ def test_init_app_for_several_applications(tmp_path: Path, model_file: Path) -> 
     wharf = Wharf(url_prefix="/api")
     first, second = user_app(), user_app()
     wharf.init_app(first, home_with_iris(tmp_path / "one", model_file))
-    wharf.init_app(second, Settings(home=tmp_path / "two"))
+    wharf.init_app(second, Settings(auth=False, home=tmp_path / "two"))
     try:
         assert [m["name"] for m in first.test_client().get("/api/v1/models").get_json()["models"]] == ["iris"]
         assert second.test_client().get("/api/v1/models").get_json()["models"] == []
@@ -179,10 +180,13 @@ def test_settings_default_to_the_environment(
 ) -> None:
     home_with_iris(tmp_path / "env-home", model_file)
     monkeypatch.setenv("WHARF_HOME", str(tmp_path / "env-home"))
+    monkeypatch.setenv("WHARF_ADMIN_KEY", ADMIN_KEY)
     app = Flask(__name__)
     Wharf(app)
     try:
         assert app.extensions["wharf"].settings.home == tmp_path / "env-home"
-        assert app.test_client().get("/v1/models/iris").get_json()["latest_version"] == 1
+        assert app.test_client().get("/v1/models/iris").status_code == 401  # auth is on by default
+        answer = app.test_client().get("/v1/models/iris", headers={"X-API-Key": ADMIN_KEY})
+        assert answer.get_json()["latest_version"] == 1
     finally:
         app.extensions["wharf"].close()

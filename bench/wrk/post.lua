@@ -4,6 +4,10 @@ wrk.method = "POST"
 wrk.body = f:read("*a")
 f:close()
 wrk.headers["Content-Type"] = "application/json"
+local key = os.getenv("API_KEY")
+if key then
+  wrk.headers["Authorization"] = "Bearer " .. key  -- the tutorial app ignores it
+end
 
 function done(summary, latency, requests)
   local errors = summary.errors

@@ -66,8 +66,11 @@ def serve(settings: Settings, on_ready: Callable[[str], None] | None = None) -> 
         log_level=settings.log_level.lower(),  # type: ignore[arg-type]
         respawn_failed_workers=True,
         workers_kill_timeout=GRACEFUL_SECONDS,
+        ssl_cert=settings.certfile,
+        ssl_key=settings.keyfile,
     )
     if on_ready is not None:
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
-        on_ready(f"http://{host}:{settings.port}")
+        scheme = "https" if settings.certfile is not None else "http"
+        on_ready(f"{scheme}://{host}:{settings.port}")
     server.serve(target_loader=worker_app, wrap_loader=False)

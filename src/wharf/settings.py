@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -28,6 +28,20 @@ from wharf.errors import InvalidSettings
 ENV_PREFIX = "WHARF_"
 CONFIG_ENV = "WHARF_CONFIG"
 DEFAULT_CONFIG_FILE = "wharf.toml"
+
+DEFAULT_RATE_LIMITS = {
+    "address": "2000/second",
+    "anonymous": "60/minute",
+    "reader": "100/second",
+    "trainer": "100/second",
+    "route:submit_job": "60/minute",
+    "route:upload_dataset": "60/minute",
+    "route:upload_version": "60/minute",
+    "route:fit": "10/second",
+    "route:create_key": "30/minute",
+}
+"""Predictor and admin keys are limited only by their address's share, so a busy client is not cut
+off; the routes that cost a worker or a disk write are limited per key."""
 
 Names = Annotated[tuple[str, ...], NoDecode]
 """A list of names: a TOML array, or in a variable either ``a,b,c`` or a JSON array."""
@@ -141,9 +155,44 @@ class Settings(BaseSettings):
     fit_max_cells: int = Field(100_000, ge=1)
     """Largest ``POST /v1/fit`` input, in rows times columns; larger work goes to a training job."""
 
+    auth: bool = True
+    """Require an API key on every route but health checks and docs. Turn it off only where
+    something in front of wharf authenticates every caller."""
+
+    admin_key: SecretStr | None = None
+    """An admin key chosen by the operator (``wharf_<8 hex>_<32+ characters>``), registered at start;
+    for automation. Without it, the first start on an empty registry makes one and prints it once."""
+
+    key_cache_seconds: float = Field(2.0, ge=0)
+    """How long a process trusts a key it has read; a revocation takes effect within this time."""
+
+    rate_limits: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
+    """Request rates, as ``limits`` strings (``"100/second;5000/hour"``), by scope: a role name (per
+    key of that role, all routes), ``route:<endpoint>`` (per key or, without one, per address, on that
+    route), ``address`` (per client address, all routes), ``anonymous`` (per address, requests
+    without a valid key). Setting it replaces the defaults; ``{}`` turns limiting off."""
+
+    rate_limit_storage: str = "memory://"
+    """Where rate-limit counters live: ``memory://`` (per process) or ``redis://host:6379`` (shared
+    by every worker and replica)."""
+
+    cors_origins: Names = ()
+    """Origins allowed to call the API from a browser (``https://app.example.com``, or ``*``);
+    empty: CORS off."""
+
+    certfile: Path | None = None
+    """TLS certificate (PEM) for ``wharf serve``: with ``keyfile``, it serves HTTPS."""
+
+    keyfile: Path | None = None
+    """TLS private key (PEM) matching ``certfile``."""
+
+    max_json_depth: int = Field(32, ge=2, le=1000)
+    """Deepest nesting of arrays and objects accepted in a JSON body (400 deeper)."""
+
     allow_pickle_uploads: bool = False
-    """Accept joblib and pickle files over HTTP. They run code when loaded: only where every
-    client that can reach the upload route is trusted. The CLI always accepts them."""
+    """With ``auth`` off: accept joblib and pickle files over HTTP. They run code when loaded: only
+    where every client that can reach the upload route is trusted. With ``auth`` on, admin keys may
+    upload them and no other key may. The CLI always accepts them."""
 
     strict_versions: bool = False
     """Refuse to load a version made with another major.minor of its framework (else warn)."""
@@ -176,7 +225,7 @@ class Settings(BaseSettings):
         except ValidationError as exc:
             raise _invalid(exc, type(self).model_fields) from exc
 
-    @field_validator("models", "skops_trusted_types", mode="before")
+    @field_validator("models", "skops_trusted_types", "cors_origins", mode="before")
     @classmethod
     def _names(cls, value: Any) -> Any:
         if isinstance(value, str):

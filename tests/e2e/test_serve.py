@@ -57,13 +57,18 @@ class Server:
 BANNER = re.compile(r"serving \d+ model\(s\) at (http://\S+)")
 
 
-def start(home: Path, *args: str, log: Path, port: int | None = None) -> Server:
+def start(
+    home: Path, *args: str, log: Path, port: int | None = None, env: dict[str, str] | None = None
+) -> Server:
     """``wharf --home HOME serve ARGS... --port PORT``, returned once /readyz answers 200.
 
     :param port: default: a free port found here; 0: the one the server picks, read from its banner.
+    :param env: WHARF_* settings; default: auth off (these tests are about serving; keys, TLS and
+        limits through a real server are tests/e2e/test_security.py's).
     """
     port = free_port() if port is None else port
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WHARF_")}
+    settings = {"WHARF_AUTH": "false"} if env is None else env
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("WHARF_")}, **settings}
     with log.open("wb") as out:
         process = subprocess.Popen(
             [str(WHARF), "--home", str(home), "serve", *args, "--port", str(port)],

@@ -11,6 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from httpcases import Trained, register, train_all
 
+from auth import ADMIN_KEY
 from wharf import Settings, create_app
 from wharf.services import Services
 
@@ -37,12 +38,16 @@ def make_client(tmp_path: Path, trained: dict[str, Trained]) -> Iterator[Callabl
     apps: list[Flask] = []
 
     def make(**changes: Any) -> FlaskClient:
-        changes.setdefault("allow_pickle_uploads", True)
-        settings = Settings(home=tmp_path / f"home-{len(apps)}", refresh_seconds=0, **changes)
+        changes.setdefault("rate_limits", {})
+        settings = Settings(
+            home=tmp_path / f"home-{len(apps)}", refresh_seconds=0, admin_key=ADMIN_KEY, **changes
+        )
         app = create_app(settings)
         apps.append(app)
         register(app.extensions["wharf"], trained["iris"])
-        return app.test_client()
+        client = app.test_client()
+        client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {ADMIN_KEY}"
+        return client
 
     yield make
     for app in apps:

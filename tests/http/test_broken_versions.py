@@ -17,7 +17,7 @@ def test_a_broken_artifact_is_a_server_problem_and_readyz_says_so(tmp_path: Path
     X, y = load_iris(return_X_y=True)
     path = tmp_path / "iris.joblib"
     joblib.dump(LogisticRegression(max_iter=500).fit(X, y), path)
-    settings = Settings(home=tmp_path / "home", refresh_seconds=0)
+    settings = Settings(auth=False, home=tmp_path / "home", refresh_seconds=0)
     services = build_services(settings)
     record = services.registry.register("iris", path, path.name, Registration())
     stored = services.registry.artifacts.local_path(record.artifact)

@@ -139,7 +139,7 @@ def test_the_form_is_checked(client: FlaskClient) -> None:
 
 @pytest.fixture
 def small_app(tmp_path: Path) -> Any:
-    app = create_app(Settings(home=tmp_path / "small", refresh_seconds=0, max_dataset_bytes=2048))
+    app = create_app(Settings(auth=False, home=tmp_path / "small", refresh_seconds=0, max_dataset_bytes=2048))
     yield app
     app.extensions["wharf"].close()
 

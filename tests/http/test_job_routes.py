@@ -66,7 +66,7 @@ def wait_for(client: FlaskClient, job_id: int, timeout: float = JOB_SECONDS) -> 
 @pytest.fixture
 def queue_app(tmp_path: Path) -> Iterator[Flask]:
     """An app that only queues jobs (job_workers=0): nothing it is sent ever runs."""
-    app = create_app(Settings(home=tmp_path / "queue-only", refresh_seconds=0, job_workers=0))
+    app = create_app(Settings(auth=False, home=tmp_path / "queue-only", refresh_seconds=0, job_workers=0))
     app.config["TESTING"] = True
     yield app
     app.extensions["wharf"].close()
@@ -358,7 +358,7 @@ def test_fit_logistic_regression_gives_weights_per_class(client: FlaskClient, n_
 
 @pytest.fixture
 def small_fit_client(tmp_path: Path) -> Iterator[FlaskClient]:
-    app = create_app(Settings(home=tmp_path / "small-fit", refresh_seconds=0, fit_max_cells=6))
+    app = create_app(Settings(auth=False, home=tmp_path / "small-fit", refresh_seconds=0, fit_max_cells=6))
     yield app.test_client()
     app.extensions["wharf"].close()
 

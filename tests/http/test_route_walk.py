@@ -13,7 +13,14 @@ from httpcases import PROBLEM, Trained
 SKIPPED_ENDPOINTS = {"wharf.docs_asset"}
 """Swagger UI's static files: served from disk, not wharf's own handling of input."""
 
-NORMAL = {"name": "iris", "version": "1", "filename": "wharf-docs.js", "job_id": "1", "dataset_id": "1"}
+NORMAL = {
+    "name": "iris",
+    "version": "1",
+    "filename": "wharf-docs.js",
+    "job_id": "1",
+    "dataset_id": "1",
+    "key_id": "0123abcd",
+}
 HOSTILE_PARAMS = {
     "name": [
         "no-such-model",
@@ -31,6 +38,7 @@ HOSTILE_PARAMS = {
     "filename": ["../../../etc/passwd", "%2e%2e/%2e%2e/x", "x" * 300, "%00"],
     "job_id": ["0", "99", str(2**63), str(10**30)],
     "dataset_id": ["0", "99", str(2**63), str(10**30)],
+    "key_id": ["zzzzzzzz", "a" * 300, "%00", "..", "%2e%2e%2f"],
 }
 CONVERTER = re.compile(r"<(?:[a-z]+:)?(\w+)>")
 

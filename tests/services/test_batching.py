@@ -465,7 +465,8 @@ def serve(
 
     def make(**changes: Any) -> Flask:
         changes.setdefault("allow_pickle_uploads", True)
-        app = create_app(Settings(home=tmp_path / f"home-{len(apps)}", refresh_seconds=0, **changes))
+        settings = Settings(auth=False, home=tmp_path / f"home-{len(apps)}", refresh_seconds=0, **changes)
+        app = create_app(settings)
         apps.append(app)
         for name in ("a", "b"):
             app.extensions["wharf"].registry.register(name, logistic[2], "logistic.joblib", Registration())

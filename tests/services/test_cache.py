@@ -111,7 +111,8 @@ def serve(tmp_path: Path, models: dict[str, tuple[Any, Path]]) -> Iterator[Calla
 
     def make(**changes: Any) -> FlaskClient:
         changes.setdefault("allow_pickle_uploads", True)
-        app = create_app(Settings(home=tmp_path / f"home-{len(apps)}", refresh_seconds=0, **changes))
+        settings = Settings(auth=False, home=tmp_path / f"home-{len(apps)}", refresh_seconds=0, **changes)
+        app = create_app(settings)
         apps.append(app)
         for name in ("iris", "other"):
             register(app, name, models["logistic"][1])

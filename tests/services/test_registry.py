@@ -40,7 +40,7 @@ def model_file(tmp_path: Path, iris: tuple[Pipeline, pd.DataFrame]) -> Path:
 
 @pytest.fixture
 def svc(tmp_path: Path) -> Iterator[Services]:
-    services = build_services(Settings(home=tmp_path / "home", refresh_seconds=0))
+    services = build_services(Settings(auth=False, home=tmp_path / "home", refresh_seconds=0))
     yield services
     services.close()
 
@@ -88,7 +88,7 @@ def register_in_process(home: Path, model: Path, barrier: Any, results: Any) -> 
     """A separate process: its own settings, services and database connections on ``home``."""
     try:
         barrier.wait(timeout=300)  # imports done; slow on a busy machine
-        services = build_services(Settings(home=home))  # all at once, on a fresh home
+        services = build_services(Settings(auth=False, home=home))  # all at once, on a fresh home
         try:
             results.put([register(services.registry, model) for _ in range(PER_PROCESS)])
         finally:
@@ -116,7 +116,7 @@ def test_concurrent_registrations_in_processes(tmp_path: Path, model_file: Path)
     numbers = sorted(n for answer in answers for n in answer)
     assert numbers == list(range(1, PROCESSES * PER_PROCESS + 1))
 
-    services = build_services(Settings(home=home))
+    services = build_services(Settings(auth=False, home=home))
     try:
         assert [r.version for r in services.registry.versions("iris")] == numbers
         assert len(artifact_files(services)) == 1  # one file, however many versions point at it
@@ -289,7 +289,7 @@ def other_minor() -> str:
 
 @pytest.fixture
 def old_version_home(tmp_path: Path, model_file: Path) -> Settings:
-    settings = Settings(home=tmp_path / "old-home", refresh_seconds=0)
+    settings = Settings(auth=False, home=tmp_path / "old-home", refresh_seconds=0)
     services = build_services(settings)
     try:
         register(services.registry, model_file)

@@ -26,6 +26,12 @@ from wharf.version import __version__
 @click.option("--port", type=int, help="Port to bind [WHARF_PORT; 8000].")
 @click.option("--workers", type=int, help="Worker processes [WHARF_WORKERS; 1].")
 @click.option("--threads", type=int, help="Threads per worker, requests served at once [WHARF_THREADS; 64].")
+@click.option(
+    "--certfile", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="TLS certificate (PEM)."
+)
+@click.option(
+    "--keyfile", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="TLS private key (PEM)."
+)
 @pass_state
 def serve(
     state: State,
@@ -34,6 +40,8 @@ def serve(
     port: int | None,
     workers: int | None,
     threads: int | None,
+    certfile: Path | None,
+    keyfile: Path | None,
 ) -> None:
     """Serve models over HTTP with a production server (Granian: Rust HTTP, threaded WSGI workers).
 
@@ -46,9 +54,18 @@ def serve(
     services = state.services
     names = [_model_argument(services, arg) for arg in models]
     settings = state.settings(
-        host=host, port=port, workers=workers, threads=threads, models=tuple(names) or None
+        host=host,
+        port=port,
+        workers=workers,
+        threads=threads,
+        models=tuple(names) or None,
+        certfile=certfile,
+        keyfile=keyfile,
     )
-    banner = _banner(services, settings)
+    if (settings.certfile is None) != (settings.keyfile is None):
+        raise InvalidInput("HTTPS needs both --certfile and --keyfile.", field="--keyfile")
+    new_admin = services.keys.ensure_admin() if settings.auth else None
+    banner = _banner(services, settings, new_admin)
     services.close()
     state._services = None
     run_server(settings, on_ready=lambda url: click.echo(banner(url), err=True))
@@ -76,7 +93,7 @@ def _model_argument(services: Services, arg: str) -> str:
     return arg
 
 
-def _banner(services: Services, settings: Settings) -> Callable[[str], str]:
+def _banner(services: Services, settings: Settings, new_admin: str | None) -> Callable[[str], str]:
     """What to print once the server listens, given the URL it listens at (known only then)."""
     names = list(settings.models) or services.registry.names()
     example: tuple[str, str] | None = None
@@ -90,11 +107,21 @@ def _banner(services: Services, settings: Settings) -> Callable[[str], str]:
 
     def render(base: str) -> str:
         lines = [f"wharf {__version__} serving {len(names)} model(s) at {base}", f"  API docs: {base}/docs"]
+        auth = ""
+        if new_admin is not None:
+            lines += [
+                "  An admin API key was created for this registry. It is shown this once; keep it:",
+                f"    export WHARF_KEY={new_admin}",
+            ]
+        if settings.auth:
+            auth = '-H "Authorization: Bearer $WHARF_KEY" '
+        else:
+            lines.append("  auth is OFF (WHARF_AUTH=false): whoever reaches this port may call every route")
         if example is not None:
             name, body = example
             lines.append("  try it:")
             url = f"{base}/v1/models/{name}/predict"
-            lines.append(f"    curl -s -H 'Content-Type: application/json' -d '{body}' {url}")
+            lines.append(f"    curl -s {auth}-H 'Content-Type: application/json' -d '{body}' {url}")
         return "\n".join(lines)
 
     return render

@@ -15,7 +15,7 @@ from wharf.errors import (
     ModelNotFound,
     WharfError,
 )
-from wharf.http import problems
+from wharf.http import problems, security
 from wharf.http.bodies import (
     CSV_TYPES,
     JSON_TYPES,
@@ -45,6 +45,7 @@ from wharf.http.schemas import (
     Version,
     VersionList,
 )
+from wharf.http.security import PUBLIC, note, principal
 from wharf.services.conversion import ConversionRequest
 from wharf.services.parity import Tolerance
 from wharf.services.registry import Registration
@@ -57,10 +58,10 @@ def make_blueprint() -> Blueprint:
     """A fresh blueprint (one per application, so tests can build many apps)."""
     bp = Blueprint(NAME, __name__, template_folder="templates")
     problems.register(bp)
-    from wharf.http import datasets, jobs  # their views use this module's helpers
+    security.register(bp)
+    from wharf.http import datasets, jobs, keys  # their views use this module's helpers
 
-    for rule, view, methods in [*ROUTES, *datasets.ROUTES, *jobs.ROUTES]:
-        bp.add_url_rule(rule, view_func=view, methods=methods)
+    security.add_routes(bp, [*ROUTES, *datasets.ROUTES, *jobs.ROUTES, *keys.ROUTES])
     return bp
 
 
@@ -114,7 +115,7 @@ def readyz() -> Any:
 def list_models() -> Any:
     svc = services()
     models = []
-    for name in svc.inference.served_names():
+    for name in principal().visible(svc.inference.served_names()):
         try:
             models.append(_model_json(svc.registry.versions(name)))
         except ModelNotFound:
@@ -209,9 +210,10 @@ def upload_version(name: str) -> Any:
         path = Path(tmp) / "upload"  # never the client's file name: no path reaches the disk
         upload.save(path)
         try:
-            record = svc.registry.register(
-                name, path, filename, options, allow_code=svc.settings.allow_pickle_uploads
-            )
+            settings = svc.settings
+            allow_code = principal().can("register_code") if settings.auth else settings.allow_pickle_uploads
+            record = svc.registry.register(name, path, filename, options, allow_code=allow_code)
+            note(version=record.version, format=record.format)
         except InvalidModel as exc:
             exc.field = exc.field or "file"  # the part of this request at fault
             # A loader's message may quote the file it read; clients see their own file name,
@@ -372,23 +374,23 @@ def docs_asset(filename: str) -> Any:
     return send_from_directory(Path(swagger_ui.__file__).parent / "static", filename)
 
 
-ROUTES: list[tuple[str, Any, list[str]]] = [
-    ("/healthz", healthz, ["GET"]),
-    ("/readyz", readyz, ["GET"]),
-    ("/openapi.json", openapi, ["GET"]),
-    ("/docs", docs, ["GET"]),
-    ("/docs/assets/<path:filename>", docs_asset, ["GET"]),
-    ("/v1/models", list_models, ["GET"]),
-    ("/v1/models/<name>", get_model, ["GET"]),
-    ("/v1/models/<name>", delete_model, ["DELETE"]),
-    ("/v1/models/<name>/stats", model_stats, ["GET"]),
-    ("/v1/models/<name>/versions", list_versions, ["GET"]),
-    ("/v1/models/<name>/versions", upload_version, ["POST"]),
-    ("/v1/models/<name>/versions/<int:version>", get_version, ["GET"]),
-    ("/v1/models/<name>/versions/<int:version>", delete_version, ["DELETE"]),
-    ("/v1/models/<name>/versions/<int:version>/convert", convert_version, ["POST"]),
-    ("/v1/models/<name>/versions/<int:version>/fast", set_fast, ["PUT"]),
-    ("/v1/models/<name>/versions/<int:version>/fast", unset_fast, ["DELETE"]),
-    ("/v1/models/<name>/predict", predict, ["POST"]),
-    ("/v1/models/<name>/versions/<int:version>/predict", predict_version, ["POST"]),
+ROUTES: list[tuple[str, Any, list[str], str]] = [
+    ("/healthz", healthz, ["GET"], PUBLIC),
+    ("/readyz", readyz, ["GET"], PUBLIC),
+    ("/openapi.json", openapi, ["GET"], PUBLIC),
+    ("/docs", docs, ["GET"], PUBLIC),
+    ("/docs/assets/<path:filename>", docs_asset, ["GET"], PUBLIC),
+    ("/v1/models", list_models, ["GET"], "read"),
+    ("/v1/models/<name>", get_model, ["GET"], "read"),
+    ("/v1/models/<name>", delete_model, ["DELETE"], "delete"),
+    ("/v1/models/<name>/stats", model_stats, ["GET"], "read"),
+    ("/v1/models/<name>/versions", list_versions, ["GET"], "read"),
+    ("/v1/models/<name>/versions", upload_version, ["POST"], "register"),
+    ("/v1/models/<name>/versions/<int:version>", get_version, ["GET"], "read"),
+    ("/v1/models/<name>/versions/<int:version>", delete_version, ["DELETE"], "delete"),
+    ("/v1/models/<name>/versions/<int:version>/convert", convert_version, ["POST"], "register"),
+    ("/v1/models/<name>/versions/<int:version>/fast", set_fast, ["PUT"], "register"),
+    ("/v1/models/<name>/versions/<int:version>/fast", unset_fast, ["DELETE"], "register"),
+    ("/v1/models/<name>/predict", predict, ["POST"], "predict"),
+    ("/v1/models/<name>/versions/<int:version>/predict", predict_version, ["POST"], "predict"),
 ]

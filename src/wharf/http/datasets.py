@@ -73,9 +73,9 @@ def delete_dataset(dataset_id: int) -> Any:
     return json_response({"id": record.id, "name": record.name, "deleted": True})
 
 
-ROUTES: list[tuple[str, Any, list[str]]] = [
-    ("/v1/datasets", upload_dataset, ["POST"]),
-    ("/v1/datasets", list_datasets, ["GET"]),
-    ("/v1/datasets/<int:dataset_id>", get_dataset, ["GET"]),
-    ("/v1/datasets/<int:dataset_id>", delete_dataset, ["DELETE"]),
+ROUTES: list[tuple[str, Any, list[str], str]] = [
+    ("/v1/datasets", upload_dataset, ["POST"], "train"),
+    ("/v1/datasets", list_datasets, ["GET"], "read"),
+    ("/v1/datasets/<int:dataset_id>", get_dataset, ["GET"], "read"),
+    ("/v1/datasets/<int:dataset_id>", delete_dataset, ["DELETE"], "delete"),
 ]

@@ -21,6 +21,7 @@ from wharf.http.bodies import (
 )
 from wharf.http.context import NAME, services
 from wharf.http.openapi import documented
+from wharf.http.security import note, principal
 from wharf.services.training.spec import TrainSpec
 from wharf.storage.jobs import JobRecord
 
@@ -120,7 +121,10 @@ def _json_body() -> Any:
     body=TrainSpec,
 )
 def submit_job() -> Any:
-    job = services().jobs.submit(_json_body())
+    caller = principal()
+    body = _json_body()
+    job = services().jobs.submit(body, allow=lambda spec: caller.require("train", spec.get("register_as")))
+    note(job=job.id)
     location = url_for(f"{NAME}.get_job", job_id=job.id)
     return json_response(Job.of(job).model_dump(mode="json"), status=202, headers={"Location": location})
 
@@ -192,10 +196,10 @@ def fit() -> Any:
     return json_response(result)
 
 
-ROUTES: list[tuple[str, Any, list[str]]] = [
-    ("/v1/jobs", submit_job, ["POST"]),
-    ("/v1/jobs", list_jobs, ["GET"]),
-    ("/v1/jobs/<int:job_id>", get_job, ["GET"]),
-    ("/v1/jobs/<int:job_id>/cancel", cancel_job, ["POST"]),
-    ("/v1/fit", fit, ["POST"]),
+ROUTES: list[tuple[str, Any, list[str], str]] = [
+    ("/v1/jobs", submit_job, ["POST"], "train"),
+    ("/v1/jobs", list_jobs, ["GET"], "read"),
+    ("/v1/jobs/<int:job_id>", get_job, ["GET"], "read"),
+    ("/v1/jobs/<int:job_id>/cancel", cancel_job, ["POST"], "train"),
+    ("/v1/fit", fit, ["POST"], "train"),
 ]

@@ -12,7 +12,9 @@ from wharf.services.conversion import Converter
 from wharf.services.datasets import Datasets
 from wharf.services.inference import InferenceService
 from wharf.services.jobs import Jobs, train_validator
+from wharf.services.ratelimit import RateLimiter
 from wharf.services.registry import Registry
+from wharf.services.security import Audit, Keys
 from wharf.settings import Settings
 from wharf.storage import MetadataStore, open_artifact_store
 
@@ -27,6 +29,9 @@ class Services:
     converter: Converter
     datasets: Datasets
     jobs: Jobs
+    keys: Keys
+    audit: Audit
+    limiter: RateLimiter
 
     def close(self) -> None:
         self.jobs.stop()
@@ -54,6 +59,9 @@ def build_services(settings: Settings) -> Services:
     converter = Converter(registry, max_rows=settings.max_rows)
     datasets = Datasets(metadata, artifacts, max_bytes=settings.max_dataset_bytes, scratch=settings.home)
     jobs = Jobs(metadata.jobs, settings, validate={"train": train_validator(datasets)})
+    keys = Keys(metadata.keys, cache_seconds=settings.key_cache_seconds)
+    if settings.admin_key is not None:
+        keys.from_secret(settings.admin_key.get_secret_value(), name="WHARF_ADMIN_KEY")
     return Services(
         settings=settings,
         registry=registry,
@@ -61,4 +69,7 @@ def build_services(settings: Settings) -> Services:
         converter=converter,
         datasets=datasets,
         jobs=jobs,
+        keys=keys,
+        audit=Audit(metadata.audit),
+        limiter=RateLimiter(settings.rate_limits, settings.rate_limit_storage),
     )

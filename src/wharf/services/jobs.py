@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -109,9 +110,11 @@ class Jobs:
 
     # -- the API ---------------------------------------------------------------------------
 
-    def submit(self, body: Any) -> JobRecord:
+    def submit(self, body: Any, allow: Callable[[dict[str, Any]], None] | None = None) -> JobRecord:
         """Queue a job from its JSON body (``{"kind": "train", ...}``).
 
+        :param allow: called with the checked spec before it is queued; raises to refuse it (the
+            caller may not register the model it names).
         :raises InvalidInput: no known kind, or a spec its kind's validator refuses.
         """
         if not isinstance(body, dict):
@@ -124,6 +127,8 @@ class Jobs:
             known = ", ".join(map(repr, self.validate)) or "none"
             raise InvalidInput(f"Unknown job kind {kind!r}; this server runs {known}.", field="kind")
         spec = self.validate[kind](body)
+        if allow is not None:
+            allow(spec)
         job = self.table.add(kind, spec)
         self.start()
         return job
@@ -249,7 +254,8 @@ class Jobs:
                 # the worker sees its server gone within a heartbeat and fails the job itself
             )
             assert process.stdin is not None
-            process.stdin.write(self.settings.model_dump_json().encode())
+            # The worker needs no key of its own; a secret would not survive JSON anyway (masked).
+            process.stdin.write(self.settings.model_dump_json(exclude={"admin_key"}).encode())
             process.stdin.close()
         except OSError as exc:
             self.table.finish(job.id, "failed", error=f"The worker process did not start: {exc}.")

@@ -146,9 +146,10 @@ class Registry:
         fmt = options.format or runtimes.detect_format(filename, head)
         if fmt in runtimes.CODE_FORMATS and not allow_code:
             raise UnsafeModel(
-                f"{fmt} files run code when they are loaded, so this server takes them only from "
-                "the command line (wharf models register). Upload an skops, ONNX, XGBoost or "
-                "LightGBM file, or set WHARF_ALLOW_PICKLE_UPLOADS=true if every client is trusted.",
+                f"{fmt} files run code when they are loaded, so only admin keys may upload them "
+                "(and, on a server without keys, only with WHARF_ALLOW_PICKLE_UPLOADS=true); the "
+                "command line (wharf models register) always may. Upload an skops, ONNX, PMML, "
+                "XGBoost or LightGBM file instead.",
                 field="file",
             )
         runtime = self.load(fmt, source, options.signature)

@@ -53,6 +53,8 @@ UNLIMITED_ONLY: frozenset[str] = frozenset({"admin"})
 KEY_PATTERN = re.compile(r"wharf_(?P<id>[0-9a-f]{8})_(?P<secret>[A-Za-z0-9_-]{32,256})")
 MIN_SECRET_SYMBOLS = 8
 """A secret an operator chose must use at least this many distinct characters."""
+CACHE_ENTRIES = 10_000
+"""Most keys (and unknown ids) a process keeps in its key cache."""
 TOUCH_SECONDS = 60.0
 """A key's ``last_used_at`` is written at most this often."""
 MAX_NAME = 256
@@ -207,11 +209,18 @@ class Keys:
 
     :param table: the keys table.
     :param touch_seconds: how often, at most, a key's ``last_used_at`` is written.
+    :param cache_seconds: how long a key read from the database is trusted before it is read again:
+        a revocation reaches every process (and replica) within this time, and a request costs no
+        database read in between. 0 reads it on every request.
     """
 
-    def __init__(self, table: KeyTable, touch_seconds: float = TOUCH_SECONDS) -> None:
+    def __init__(
+        self, table: KeyTable, touch_seconds: float = TOUCH_SECONDS, cache_seconds: float = 0.0
+    ) -> None:
         self.table = table
         self.touch_seconds = touch_seconds
+        self.cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, tuple[KeyRecord, str] | None]] = {}
         self._touched: dict[str, float] = {}
         """Key id -> ``time.monotonic()`` of this process's last write of its ``last_used_at``."""
         self._lock = threading.Lock()
@@ -280,6 +289,7 @@ class Keys:
         self.get(key_id)
         record = self.table.revoke(key_id)
         assert record is not None
+        self.forget(key_id)
         return record
 
     def ensure_admin(self) -> str | None:
@@ -346,7 +356,7 @@ class Keys:
         match = KEY_PATTERN.fullmatch(key)
         if match is None:
             raise Unauthorized(INVALID)
-        found = self.table.credential(match["id"])
+        found = self._credential(match["id"])
         # An unknown id still costs one comparison, so its answer takes as long as a wrong secret's.
         record, stored = found if found is not None else (None, _DECOY)
         matches = hmac.compare_digest(stored, digest(key))
@@ -355,6 +365,23 @@ class Keys:
             raise Unauthorized(INVALID)
         self._touch(record, now)
         return Principal.of(record)
+
+    def _credential(self, key_id: str) -> tuple[KeyRecord, str] | None:
+        if self.cache_seconds <= 0:
+            return self.table.credential(key_id)
+        now = time.monotonic()
+        cached = self._cache.get(key_id)
+        if cached is not None and now - cached[0] < self.cache_seconds:
+            return cached[1]
+        found = self.table.credential(key_id)
+        if len(self._cache) >= CACHE_ENTRIES:  # ids guessed at random must not grow it without end
+            self._cache.clear()
+        self._cache[key_id] = (now, found)
+        return found
+
+    def forget(self, key_id: str) -> None:
+        """Drop a cached key (this process revoked it: no need to wait for the cache to expire)."""
+        self._cache.pop(key_id, None)
 
     @staticmethod
     def authorize(principal: Principal, permission: str, model: str | None = None) -> None:

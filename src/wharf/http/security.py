@@ -1,0 +1,157 @@
+"""Who may call what: API keys checked before every view, rate limits, the audit trail, and the
+security headers and CORS answers on every response.
+
+Each route states the permission it needs where it is declared (the ``ROUTES`` tables); a route
+without one is refused at startup, so none is reachable by accident. Routes under a model name
+are checked against the key's model limit before anything is looked up, so a key that may not see
+a model gets the same 403 whether the model exists or not.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Flask, Response, g, request
+
+from wharf.errors import Unauthorized, WharfError
+from wharf.http.context import NAME, services
+from wharf.services.ratelimit import Caller
+from wharf.services.security import ANONYMOUS_ADMIN, PERMISSIONS, Principal
+
+PUBLIC = "public"
+"""The permission of routes anyone may call: health checks and the API docs."""
+KEY_HEADERS = ("Authorization", "X-API-Key")
+AUDITED = frozenset({"train", "register", "register_code", "delete", "admin"})
+"""Actions of trainers and admins: recorded in the audit log (predictions and reads are not)."""
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+"""Web pages run only wharf's own scripts; Swagger UI sets inline styles on its elements."""
+HSTS = "max-age=31536000; includeSubDomains"
+CORS_MAX_AGE = "600"
+
+_permissions: dict[str, str] = {}
+"""Endpoint -> permission, filled as routes are registered."""
+
+
+def add_routes(bp: Blueprint, routes: list[tuple[str, Any, list[str], str]]) -> None:
+    """Register ``(rule, view, methods, permission)`` routes, each with its permission."""
+    for rule, view, methods, permission in routes:
+        if permission != PUBLIC and permission not in PERMISSIONS:
+            raise ValueError(f"route {rule} needs an unknown permission {permission!r}")
+        bp.add_url_rule(rule, view_func=view, methods=methods)
+        _permissions[f"{NAME}.{view.__name__}"] = permission
+
+
+def permission_of(endpoint: str | None) -> str | None:
+    return _permissions.get(endpoint or "")
+
+
+def principal() -> Principal:
+    """The caller of this request (an anonymous admin where auth is off)."""
+    found: Principal | None = g.get("wharf_principal")
+    return found if found is not None else ANONYMOUS_ADMIN
+
+
+def _credential() -> str | None:
+    header = request.headers.get("Authorization")
+    if header:
+        return header
+    return request.headers.get("X-API-Key")
+
+
+def check_request() -> None:
+    """Before each wharf view: authenticate, authorize, count against the rate limits."""
+    if request.method == "OPTIONS":
+        return  # a CORS preflight carries no key; Flask answers it without running the view
+    svc = services()
+    endpoint = request.endpoint or ""
+    route = endpoint.rpartition(".")[2]
+    permission = permission_of(endpoint)
+    address = request.remote_addr or "unknown"
+    if permission == PUBLIC:
+        svc.limiter.check(Caller(None, None, address), route)
+        return
+    found: Principal | None = None
+    if svc.settings.auth:
+        try:
+            found = svc.keys.authenticate(_credential())
+        except Unauthorized:
+            svc.limiter.check(Caller(None, None, address, anonymous=True), route)
+            raise
+    g.wharf_principal = found
+    caller = principal()
+    svc.limiter.check(Caller(caller.key_id, caller.role if found else None, address), route)
+    if permission is None:  # a route registered without add_routes: refuse rather than guess
+        raise WharfError(f"The route {endpoint!r} declares no permission.")
+    model = (request.view_args or {}).get("name")
+    caller.require(permission, model if isinstance(model, str) else None)
+
+
+def finish_response(response: Response) -> Response:
+    """After each response under wharf: security headers, CORS, and the audit record."""
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    page = response.mimetype == "text/html"
+    headers.setdefault("Content-Security-Policy", PAGE_CSP if page else API_CSP)
+    if request.is_secure:
+        headers.setdefault("Strict-Transport-Security", HSTS)
+    if response.status_code == 401:
+        headers.setdefault("WWW-Authenticate", 'Bearer realm="wharf"')
+    _cors(response)
+    if request.method not in ("GET", "HEAD", "OPTIONS") and permission_of(request.endpoint) in AUDITED:
+        _audit(response.status_code)
+    return response
+
+
+def _cors(response: Response) -> None:
+    origin = request.headers.get("Origin")
+    allowed = services().settings.cors_origins
+    if not origin or not allowed:
+        return
+    if "*" not in allowed and origin not in allowed:
+        return
+    headers = response.headers
+    headers["Access-Control-Allow-Origin"] = "*" if "*" in allowed else origin
+    headers.add("Vary", "Origin")
+    headers["Access-Control-Expose-Headers"] = "Location, Retry-After"
+    if request.method == "OPTIONS":
+        headers["Access-Control-Allow-Headers"] = "Authorization, X-API-Key, Content-Type"
+        headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, DELETE"
+        headers["Access-Control-Max-Age"] = CORS_MAX_AGE
+
+
+def _audit(status: int) -> None:
+    """One audit record for this request; a request that failed authentication is not an action."""
+    if status == 401:
+        return
+    args = request.view_args or {}
+    target = args.get("name") or ""
+    if "version" in args:
+        target = f"{target}:{args['version']}"
+    for key in ("dataset_id", "job_id", "key_id"):
+        if key in args:
+            target = f"{key.removesuffix('_id')} {args[key]}"
+    action = (request.endpoint or "").rpartition(".")[2]
+    services().audit.record(
+        action,
+        str(target),
+        principal=g.get("wharf_principal"),
+        status=status,
+        remote_addr=request.remote_addr,
+        detail={"method": request.method, "path": request.path, **g.get("wharf_audit", {})},
+    )
+
+
+def note(**detail: Any) -> None:
+    """Add to this request's audit record (a registered version's number, a created key's id)."""
+    g.wharf_audit = {**g.get("wharf_audit", {}), **detail}
+
+
+def register(target: Flask | Blueprint) -> None:
+    target.before_request(check_request)
+    target.after_request(finish_response)
