@@ -73,8 +73,37 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 M = TypeVar("M", bound=BaseModel)
 
 
+def check_depth(data: Any, limit: int, field: str = "body") -> Any:
+    """``data`` itself; :raises MalformedBody: arrays and objects nest deeper than ``limit``.
+
+    Prediction bodies are not walked: their decoder takes rows of values and nothing deeper.
+    """
+    level = [data]
+    for depth in range(1, limit + 2):
+        nested = [item for value in level for item in _children(value) if isinstance(item, dict | list)]
+        if not nested:
+            return data
+        if depth >= limit:
+            raise MalformedBody(
+                f"The JSON nests arrays and objects more than {limit} levels deep; this route's "
+                "bodies are flat (WHARF_MAX_JSON_DEPTH).",
+                field=field,
+            )
+        level = nested
+    return data
+
+
+def _children(value: Any) -> Any:
+    if isinstance(value, dict):
+        return value.values()
+    return value if isinstance(value, list) else ()
+
+
 def validated(shape: type[M], data: Any, what: str, field: str, example: str) -> M:
     """``data`` as ``shape``; :raises InvalidInput: naming where and what was expected."""
+    from wharf.http.context import services
+
+    check_depth(data, services().settings.max_json_depth, field)
     try:
         return shape.model_validate(data)
     except ValidationError as exc:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat
 from wharf.errors import ContentTooLarge, InvalidInput
 from wharf.http.bodies import (
     JSON_TYPES,
+    check_depth,
     is_json,
     json_response,
     media_type,
@@ -111,7 +112,8 @@ class FitResult(BaseModel):
 def _json_body() -> Any:
     if not is_json(media_type()):
         raise unsupported(JSON_TYPES[:1])
-    return parse_json(read_body(services().settings.max_body_bytes))
+    settings = services().settings
+    return check_depth(parse_json(read_body(settings.max_body_bytes)), settings.max_json_depth)
 
 
 @documented(

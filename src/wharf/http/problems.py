@@ -9,7 +9,8 @@ import orjson
 from flask import Blueprint, Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from wharf.errors import PROBLEM_BASE, WharfError
+from wharf.errors import PROBLEM_BASE, TooManyRequests, WharfError
+from wharf.http.security import secure
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 log = logging.getLogger("wharf.http")
@@ -27,11 +28,16 @@ HTTP_TITLES = {413: "Content Too Large"}
 
 def problem(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
     body.setdefault("instance", request.path)
-    return Response(orjson.dumps(body), status=status, headers=headers, mimetype=PROBLEM_MEDIA_TYPE)
+    response = Response(orjson.dumps(body), status=status, headers=headers, mimetype=PROBLEM_MEDIA_TYPE)
+    # Errors answered outside wharf's routes (unknown paths, wrong methods) skip its after-request hook.
+    return secure(response)
 
 
 def from_wharf_error(error: WharfError) -> Response:
-    return problem(int(error.status), error.to_problem())
+    headers = None
+    if isinstance(error, TooManyRequests):  # RFC 9110: a 429 says when to come back
+        headers = {"Retry-After": str(error.retry_after)}
+    return problem(int(error.status), error.to_problem(), headers)
 
 
 def from_http_exception(error: HTTPException) -> Response:

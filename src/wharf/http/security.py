@@ -90,8 +90,12 @@ def check_request() -> None:
     caller.require(permission, model if isinstance(model, str) else None)
 
 
-def finish_response(response: Response) -> Response:
-    """After each response under wharf: security headers, CORS, and the audit record."""
+def secure(response: Response) -> Response:
+    """Add the security headers every response carries (keeping any the view set itself).
+
+    Called on every response under wharf, and by :func:`wharf.http.problems.problem` for the errors
+    answered outside wharf's routes (an unknown path, a method a path does not take).
+    """
     headers = response.headers
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("X-Frame-Options", "DENY")
@@ -100,6 +104,12 @@ def finish_response(response: Response) -> Response:
     headers.setdefault("Content-Security-Policy", PAGE_CSP if page else API_CSP)
     if request.is_secure:
         headers.setdefault("Strict-Transport-Security", HSTS)
+    return response
+
+
+def finish_response(response: Response) -> Response:
+    """After each response under wharf: security headers, CORS, and the audit record."""
+    headers = secure(response).headers
     if response.status_code == 401:
         headers.setdefault("WWW-Authenticate", 'Bearer realm="wharf"')
     _cors(response)
