@@ -27,6 +27,7 @@ responses. Instances say *where* the fault is (``field``, ``row``, ``column``) w
     ├── ParityFailed                422  parity-failed        the converted model answers differently
     ├── TooManyRequests             429  too-many-requests    over a rate limit; carries ``retry_after``
     ├── InvalidSettings             500  invalid-settings     a setting's value is wrong (exit code 2)
+    ├── ArtifactMismatch            500  artifact-mismatch    a stored file's sha256 is not its version's
     ├── MissingDependency           501  missing-dependency   a format's extra is not installed
     └── ModelError                  500  model-error          the model failed on valid input
 """
@@ -281,6 +282,16 @@ class InvalidSettings(WharfError):
     @property
     def title(self) -> str:
         return "Invalid Settings"
+
+
+class ArtifactMismatch(WharfError):
+    """A version's artifact whose bytes no longer hash to the sha256 recorded at registration."""
+
+    slug = "artifact-mismatch"
+
+    @property
+    def title(self) -> str:
+        return "Artifact Mismatch"
 
 
 class MissingDependency(WharfError):

@@ -24,7 +24,6 @@ from wharf.services.registry import (
     PARITY,
     Registration,
     Registry,
-    parse_signature,
 )
 from wharf.storage import VersionRecord
 
@@ -153,8 +152,7 @@ class Converter:
         ]
 
     def _load(self, record: VersionRecord) -> Runtime:
-        path = self.registry.artifacts.local_path(record.artifact)
-        return self.registry.load(record.format, path, parse_signature(record.signature))
+        return self.registry.open(record)
 
     # -- the answering version -----------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from wharf.runtimes.base import Predictor, Runtime
 from wharf.services.batching import BatchingRuntime, BatchPolicy
 from wharf.services.cache import PredictionCache
 from wharf.services.decoding import Decoder, parse_json
-from wharf.services.registry import ANSWERED_BY, Registry, parse_signature
+from wharf.services.registry import ANSWERED_BY, Registry
 from wharf.settings import ModelOptions
 from wharf.storage import VersionRecord
 
@@ -198,11 +198,10 @@ class InferenceService:
 
     def _load(self, record: VersionRecord) -> ServedModel:
         started = time.perf_counter()
-        signature = parse_signature(record.signature)
         answering = self._answering(record)
         path: Path = self.registry.artifacts.local_path(answering.artifact)
         try:
-            loaded = self.registry.load(answering.format, path, signature)
+            loaded = self.registry.open(answering)
         except WharfError as exc:
             # A stored version that no longer loads is the server's fault, not the request's:
             # the details (paths included) go to the log, the client gets what and where.

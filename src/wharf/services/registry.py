@@ -18,7 +18,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from wharf import runtimes
-from wharf.errors import InvalidInput, ModelNotFound, UnsafeModel, VersionNotFound, suggest
+from wharf.errors import (
+    ArtifactMismatch,
+    InvalidInput,
+    ModelNotFound,
+    UnsafeModel,
+    VersionNotFound,
+    suggest,
+)
 from wharf.runtimes.base import Runtime
 from wharf.signature import Signature
 from wharf.storage import ArtifactStore, MetadataStore, VersionRecord
@@ -179,6 +186,22 @@ class Registry:
         # put and our commit (it saw no version using it); put it back now that one does.
         self.artifacts.put(source, sha256)
         return record
+
+    def open(self, record: VersionRecord) -> Runtime:
+        """Load a registered version, once its artifact is checked against its sha256.
+
+        :raises ArtifactMismatch: the file is missing or its bytes changed since registration.
+        """
+        path = self.artifacts.local_path(record.artifact)
+        actual = sha256_of(path) if path.is_file() else None
+        if actual != record.sha256:
+            found = "is missing" if actual is None else f"hashes to {actual[:12]}..."
+            raise ArtifactMismatch(
+                f"The artifact of {record.name}:{record.version} {found}, not to the sha256 recorded at "
+                f"registration ({record.sha256[:12]}...); it is not loaded. Register the model again.",
+                field="version",
+            )
+        return self.load(record.format, path, parse_signature(record.signature))
 
     def load(self, fmt: str, path: Path, signature: Signature | None) -> Runtime:
         """Load ``path`` with the runtime of ``fmt``."""
