@@ -113,6 +113,8 @@ def _banner(services: Services, settings: Settings, new_admin: str | None) -> Ca
                 "  An admin API key was created for this registry. It is shown this once; keep it:",
                 f"    export WHARF_KEY={new_admin}",
             ]
+        elif settings.auth:
+            lines.append("  every route but /healthz and /docs needs an API key (a new one: wharf keys create)")
         if settings.auth:
             auth = '-H "Authorization: Bearer $WHARF_KEY" '
         else:
