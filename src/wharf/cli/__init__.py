@@ -114,7 +114,7 @@ def _banner(services: Services, settings: Settings, new_admin: str | None) -> Ca
                 f"    export WHARF_KEY={new_admin}",
             ]
         elif settings.auth:
-            lines.append("  every route but /healthz and /docs needs an API key (a new one: wharf keys create)")
+            lines.append("  every route but /healthz and /docs needs an API key (new one: wharf keys create)")
         if settings.auth:
             auth = '-H "Authorization: Bearer $WHARF_KEY" '
         else:
