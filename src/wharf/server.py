@@ -13,7 +13,10 @@ restarts (SIGHUP) and graceful stops (SIGTERM, SIGINT).
 
 from __future__ import annotations
 
+import ctypes
 import gc
+import os
+import signal
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +24,7 @@ from typing import Any
 from wharf.settings import Settings
 
 GRACEFUL_SECONDS = 30
+PR_SET_PDEATHSIG = 1
 BACKLOG = 2048
 
 
@@ -30,6 +34,18 @@ def free_port(host: str) -> int:
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.bind((host, 0))
         return int(probe.getsockname()[1])
+
+
+def _die_with_parent(parent: int) -> None:
+    """In a worker: be killed when the main process dies, however it dies (SIGKILL included), so
+    no orphan keeps the port or runs jobs that the restarted server has failed. Linux only."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the main process died before the request took effect
+        os._exit(1)
 
 
 def serve(settings: Settings, on_ready: Callable[[str], None] | None = None) -> None:
@@ -48,7 +64,10 @@ def serve(settings: Settings, on_ready: Callable[[str], None] | None = None) -> 
     gc.collect()
     gc.freeze()  # the loaded models' objects stay out of collections: their pages stay shared
 
+    main_pid = os.getpid()
+
     def worker_app() -> Any:
+        _die_with_parent(main_pid)
         services = app.extensions["wharf"]
         services.after_fork()
         services.inference.warm_loaded()

@@ -54,6 +54,7 @@ def owner_id() -> str:
 
 
 def pid_alive(pid: int | None) -> bool:
+    """Whether process ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
     if not pid:
         return False
     try:
@@ -62,7 +63,11 @@ def pid_alive(pid: int | None) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return True  # no /proc (macOS): kill's answer stands
 
 
 def _describe_exit(code: int) -> str:

@@ -43,12 +43,14 @@ class Worker:
         self.finishing = threading.Lock()
         """Held while the result is registered: the watch never exits halfway through it."""
         self._last = 0.0
+        self._stage = ""
 
     def progress(self, fraction: float, stage: str) -> None:
+        """Record progress: at most every :data:`PROGRESS_EVERY` s, and always when the stage changes."""
         now = time.monotonic()
-        if now - self._last >= PROGRESS_EVERY or fraction >= 1.0:
-            self._last = now
-            self.table.report(self.job_id, fraction, stage)
+        if stage != self._stage or now - self._last >= PROGRESS_EVERY or fraction >= 1.0:
+            self._last, self._stage = now, stage
+            self.table.report(self.job_id, round(fraction, 6), stage)
 
     def watch(self) -> None:
         """Beat the heartbeat; fail the job and exit once the server is gone."""
@@ -69,7 +71,6 @@ class Worker:
         job = self.table.get(self.job_id)
         if job is None or job.state != "running":
             return
-        threading.Thread(target=self.watch, name="wharf-heartbeat", daemon=True).start()
         try:
             result = RUNNERS[job.kind](self, job)
         except WharfError as exc:
@@ -105,8 +106,13 @@ def run_train(worker: Worker, job: JobRecord) -> dict[str, Any]:
     worker.progress(0.0, "loading data")
     dataset = services.datasets.get(spec.dataset)
     frame = services.datasets.frame(spec.dataset)
-    # Loading takes the first 5% of the bar and registering the last 5%; training reports 0..1.
-    trained = train(spec, frame, lambda fraction, stage: worker.progress(0.05 + 0.9 * fraction, stage))
+
+    # Loading takes the first 5% of the bar and registering the last 5%; training reports 0..1
+    # (its "done" is not the job's: registering follows).
+    def report(fraction: float, stage: str) -> None:
+        worker.progress(0.05 + 0.9 * fraction, "registering" if stage == "done" else stage)
+
+    trained = train(spec, frame, report)
     worker.progress(0.95, "registering")
     name = spec.register_as or dataset.name
     registry = services.registry
@@ -170,9 +176,22 @@ def run_train(worker: Worker, job: JobRecord) -> dict[str, Any]:
 RUNNERS = {"train": run_train}
 
 
+def _prepare() -> None:
+    """Import what training uses and start the math libraries' threads, before any memory limit:
+    the limit is then what the job itself may use on top of a ready worker."""
+    import numpy as np
+
+    import wharf.services.training.trainer  # noqa: F401  scikit-learn and the catalogue
+
+    np.ones((64, 64)) @ np.ones((64, 64))  # BLAS allocates its thread buffers on first use
+
+
 def _limit_memory(megabytes: int | None) -> None:
+    """Cap the address space at what the worker maps now plus ``megabytes``."""
     if megabytes:
-        limit = megabytes * 1024 * 1024
+        with open("/proc/self/statm") as fh:
+            mapped = int(fh.read().split()[0]) * resource.getpagesize()
+        limit = mapped + megabytes * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
@@ -183,10 +202,16 @@ def main(argv: list[str]) -> int:
     services = build_services(settings)
     worker = Worker(services, job_id, server_pid)
     try:
+        threading.Thread(target=worker.watch, name="wharf-heartbeat", daemon=True).start()
+        _prepare()
         _limit_memory(settings.job_memory_mb)
         worker.run()
     except MemoryError:
         worker.table.finish(job_id, "failed", error="The job ran out of memory before it started.")
+    except BaseException as exc:  # the job must end with a reason, whatever stopped the worker
+        traceback.print_exc()
+        worker.table.finish(job_id, "failed", error=f"The worker failed: {type(exc).__name__}: {exc}"[:2000])
+        raise
     finally:
         services.close()
     return 0
