@@ -7,7 +7,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install serve test lint format bench clean
+FUZZ_EXAMPLES ?= 200
+
+.PHONY: install serve test lint format fuzz bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -26,6 +28,10 @@ serve: install  ## train and register the demo models, then serve them on $(HOST
 test: install  ## run the whole test suite, as CI does
 	$(BIN)/pytest
 
+fuzz: install  ## schemathesis on every route of /openapi.json: new cases each run, no 5xx, answers as documented
+	WHARF_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) WHARF_FUZZ_RANDOM=1 WHARF_FUZZ_MIN_CASES=1000 \
+		$(BIN)/pytest tests/fuzz -m fuzz -q
+
 lint: install  ## ruff lint and format check, mypy on src
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
@@ -40,4 +46,4 @@ bench: install  ## wharf vs the tutorial app and the in-process limit; results i
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis

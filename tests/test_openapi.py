@@ -17,6 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from wharf import Settings, create_app
 from wharf.services import Services
 from wharf.services.registry import Registration
 
@@ -140,3 +141,71 @@ def test_every_predict_operation_takes_a_body(client: FlaskClient, with_model: s
         validator = Draft202012Validator({**schema, "components": spec["components"]})
         assert list(validator.iter_errors(example)) == []
         assert list(validator.iter_errors({"rows": []})) != []  # and the schema does refuse things
+
+
+def test_keys_are_declared_and_public_routes_take_none(client: FlaskClient) -> None:
+    spec = spec_of(client)
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["bearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": schemes["bearer"]["description"],
+    }
+    assert schemes["apiKey"] == {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+    assert spec["security"] == [{"bearer": []}, {"apiKey": []}]  # either one
+    public = {(path, method) for path, method, op in operations(spec) if op.get("security") == []}
+    assert public == {("/healthz", "get"), ("/readyz", "get")}
+
+
+def test_without_auth_no_key_is_declared(tmp_path: Path) -> None:
+    app = create_app(Settings(home=tmp_path / "home", auth=False, refresh_seconds=0))
+    try:
+        spec = spec_of(app.test_client())
+    finally:
+        app.extensions["wharf"].close()
+    validate(spec)
+    assert "security" not in spec
+    assert "securitySchemes" not in spec["components"]
+    assert all("security" not in op for _, _, op in operations(spec))
+
+
+def test_query_parameters_state_their_values(client: FlaskClient) -> None:
+    spec = spec_of(client)
+    query = {
+        (path, p["name"]): p
+        for path, _, op in operations(spec)
+        for p in op.get("parameters", [])
+        if p["in"] == "query"
+    }
+    for where in (("/v1/jobs", "limit"), ("/v1/audit", "limit")):
+        assert query[where]["schema"] == {"type": "integer", "minimum": 1, "maximum": 1000}
+    for where in (("/v1/jobs", "offset"), ("/v1/audit", "offset")):
+        assert query[where]["schema"] == {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}
+    assert query["/v1/jobs", "state"]["schema"]["enum"] == [
+        "queued",
+        "running",
+        "succeeded",
+        "failed",
+        "cancelled",
+    ]
+    # An empty value means the default, on every route (wharf.http.bodies.query_arg).
+    assert all(p["allowEmptyValue"] is True for p in query.values())
+
+
+def test_upload_metadata_is_a_json_part(client: FlaskClient) -> None:
+    spec = spec_of(client)
+    body = spec["paths"]["/v1/models/{name}/versions"]["post"]["requestBody"]["content"][
+        "multipart/form-data"
+    ]
+    assert body["encoding"] == {"metadata": {"contentType": "application/json"}}
+    form = resolve(spec, body["schema"])
+    assert resolve(spec, form["properties"]["metadata"])["title"] == "UploadMetadata"
+    assert form["required"] == ["file"]
+    assert "default" not in form["properties"]["metadata"]  # left out, never null
+
+
+def test_csv_bodies_are_not_empty(client: FlaskClient) -> None:
+    spec = spec_of(client)
+    for path in ("/v1/models/{name}/predict", "/v1/models/{name}/versions/{version}/predict"):
+        csv = spec["paths"][path]["post"]["requestBody"]["content"]["text/csv"]["schema"]
+        assert csv["type"] == "string" and csv["minLength"] == 1

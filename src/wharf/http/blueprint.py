@@ -23,6 +23,7 @@ from wharf.http.bodies import (
     json_response,
     media_type,
     parse_json,
+    query_arg,
     read_body,
     unsupported,
     validated,
@@ -66,7 +67,7 @@ def make_blueprint() -> Blueprint:
 
 
 def _flag(name: str) -> bool:
-    return bool(request.query_string) and request.args.get(name, "").lower() in TRUE
+    return bool(request.query_string) and (query_arg(name) or "").lower() in TRUE
 
 
 def _version_json(record: VersionRecord) -> dict[str, Any]:
@@ -353,13 +354,14 @@ def _predict(name: str, version: int | None) -> Any:
 def openapi() -> Any:
     svc = services()
     examples: dict[str, Any] = {}
-    for name in svc.inference.served_names():
+    for name in security.visible_to_caller(svc.inference.served_names()):
         try:
             record = svc.registry.get(name)
         except WharfError:
             continue
         examples[name] = {"summary": f"{name} v{record.version}", "value": Version.of(record).example}
-    return json_response(build_spec(current_app._get_current_object(), NAME, examples))  # type: ignore[attr-defined]
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    return json_response(build_spec(app, NAME, examples, auth=svc.settings.auth))
 
 
 def docs() -> Any:

@@ -1,4 +1,4 @@
-"""Reading request bodies: media types, size limits and JSON parsing."""
+"""Reading requests: media types, size limits, JSON parsing, and query parameters."""
 
 from __future__ import annotations
 
@@ -9,10 +9,20 @@ from flask import Response, request
 from pydantic import BaseModel, ValidationError
 
 from wharf.errors import ContentTooLarge, InvalidInput, MalformedBody, UnsupportedMediaType, suggest
+from wharf.http.openapi import Query
 from wharf.services.decoding import parse_json as parse_json
 
 JSON_TYPES = ("application/json", "application/x-www-form-urlencoded")
 CSV_TYPES = ("text/csv",)
+MAX_PAGE = 1000
+"""Most entries one listing answers (``limit``)."""
+MAX_OFFSET = 2**31 - 1
+"""Largest ``offset``: far past any listing, and within the database's integers."""
+PAGE_QUERY = {
+    "limit": Query("At most this many (100).", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}),
+    "offset": Query("Skip this many.", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET}),
+}
+"""The paging parameters of the listings, as :func:`page` reads them."""
 
 
 def media_type() -> str:
@@ -51,6 +61,42 @@ def _too_large(limit: int) -> ContentTooLarge:
     return ContentTooLarge(
         f"The request body is larger than this route's limit of {limit} bytes.", field="body"
     )
+
+
+def query_arg(name: str) -> str | None:
+    """The query parameter ``name``; None when absent or empty (an empty value means the default).
+
+    :raises InvalidInput: it is given more than once (which one would be meant?).
+    """
+    values = request.args.getlist(name)
+    if len(values) > 1:
+        raise InvalidInput(
+            f"Query parameter {name!r} is given {len(values)} times; give it once.", field=name
+        )
+    return values[0] if values and values[0] != "" else None
+
+
+def page(default_limit: int = 100) -> tuple[int, int]:
+    """``limit`` and ``offset`` of this request's query (empty or absent: the defaults).
+
+    :raises InvalidInput: either is not a whole number within :data:`PAGE_QUERY`'s bounds.
+    """
+    return int_arg("limit", default_limit, 1, MAX_PAGE), int_arg("offset", 0, 0, MAX_OFFSET)
+
+
+def int_arg(name: str, default: int, low: int, high: int) -> int:
+    """The query parameter ``name`` as a whole number from ``low`` to ``high``, or ``default``."""
+    raw = query_arg(name)
+    if raw is None:
+        return default
+    # ASCII digits only: str.isdigit() takes "²", which int() refuses; and no more digits than
+    # ``high`` has, so int() never parses a huge string.
+    digits = raw.isascii() and raw.isdigit() and len(raw.lstrip("0")) <= len(str(high))
+    if not digits or not low <= int(raw) <= high:
+        raise InvalidInput(
+            f"Query parameter {name!r} must be a whole number {low} to {high}; got {raw[:40]!r}.", field=name
+        )
+    return int(raw)
 
 
 def unsupported(accepted: tuple[str, ...]) -> UnsupportedMediaType:

@@ -6,7 +6,9 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+from pydantic.json_schema import SkipJsonSchema
 
+from wharf.http.schemas import optional_part
 from wharf.storage.datasets import DatasetRecord
 
 Kind = Literal["numeric", "boolean", "categorical", "text", "datetime"]
@@ -85,6 +87,8 @@ class DatasetUploadForm(BaseModel):
         '{"columns", "data"}, or column arrays), JSON lines, Excel .xlsx (first sheet, header in '
         "the first row) or Parquet; the format comes from the file name and its content."
     )
-    name: str | None = Field(
-        None, description="The dataset's name; default: the file name without extension."
+    name: str | SkipJsonSchema[None] = Field(
+        None,
+        description="The dataset's name; default: the file name without extension.",
+        json_schema_extra=optional_part,
     )

@@ -13,6 +13,7 @@ from wharf.http.bodies import json_response, media_type, unsupported
 from wharf.http.context import NAME, services
 from wharf.http.dataset_schemas import Dataset, DatasetDeleted, DatasetList, DatasetSummary, DatasetUploadForm
 from wharf.http.openapi import documented
+from wharf.http.security import note
 
 MULTIPART = ("multipart/form-data",)
 
@@ -45,6 +46,7 @@ def upload_dataset() -> Any:
             # A reader's message may quote the file it read: clients see their own file name.
             exc.detail = exc.detail.replace(str(path), filename).replace(tmp, "")
             raise
+    note(target=f"dataset {record.id}", created=record.created)
     body = Dataset.of(record).model_dump(mode="json")
     if not record.created:
         return json_response(body)

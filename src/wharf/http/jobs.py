@@ -5,28 +5,29 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from flask import request, url_for
+from flask import url_for
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat
 
-from wharf.errors import ContentTooLarge, InvalidInput
+from wharf.errors import ContentTooLarge
 from wharf.http.bodies import (
     JSON_TYPES,
+    PAGE_QUERY,
     check_depth,
     is_json,
     json_response,
     media_type,
+    page,
     parse_json,
+    query_arg,
     read_body,
     unsupported,
     validated,
 )
 from wharf.http.context import NAME, services
-from wharf.http.openapi import documented
+from wharf.http.openapi import Query, documented
 from wharf.http.security import note, principal
 from wharf.services.training.spec import TrainSpec
-from wharf.storage.jobs import JobRecord
-
-MAX_PAGE = 1000
+from wharf.storage.jobs import STATES, JobRecord
 
 
 class Job(BaseModel):
@@ -126,7 +127,7 @@ def submit_job() -> Any:
     caller = principal()
     body = _json_body()
     job = services().jobs.submit(body, allow=lambda spec: caller.require("train", spec.get("register_as")))
-    note(job=job.id)
+    note(target=f"job {job.id}")
     location = url_for(f"{NAME}.get_job", job_id=job.id)
     return json_response(Job.of(job).model_dump(mode="json"), status=202, headers={"Location": location})
 
@@ -136,32 +137,25 @@ def submit_job() -> Any:
     tags=("jobs",),
     responses={200: JobList},
     query={
-        "state": "Only jobs in this state.",
-        "limit": "At most this many (100).",
-        "offset": "Skip this many.",
+        "state": Query("Only jobs in this state.", {"type": "string", "enum": list(STATES)}),
+        **PAGE_QUERY,
     },
 )
 def list_jobs() -> Any:
-    state = request.args.get("state") or None
-    limit, offset = _int_arg("limit", 100, 1, MAX_PAGE), _int_arg("offset", 0, 0, None)
+    state = query_arg("state")
+    limit, offset = page()
     jobs = services().jobs.recent(state, limit=limit, offset=offset)
+    caller = principal()
+    if caller.models is not None:  # a key limited to some models sees the jobs that train them
+        jobs = [job for job in jobs if caller.sees(str(job.spec.get("register_as")))]
     return json_response({"jobs": [Job.of(job).model_dump(mode="json") for job in jobs]})
-
-
-def _int_arg(name: str, default: int, low: int, high: int | None) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    if not raw.isdigit() or int(raw) < low or (high is not None and int(raw) > high):
-        upper = f" to {high}" if high is not None else " or more"
-        message = f"Query parameter {name!r} must be a whole number {low}{upper}; got {raw!r}."
-        raise InvalidInput(message, field=name)
-    return int(raw)
 
 
 @documented("A job: state, progress, timings, error, result.", tags=("jobs",), responses={200: Job})
 def get_job(job_id: int) -> Any:
-    return json_response(Job.of(services().jobs.get(job_id)).model_dump(mode="json"))
+    job = services().jobs.get(job_id)
+    principal().require("read", str(job.spec.get("register_as")))
+    return json_response(Job.of(job).model_dump(mode="json"))
 
 
 @documented(
@@ -170,7 +164,9 @@ def get_job(job_id: int) -> Any:
     responses={202: Job},
 )
 def cancel_job(job_id: int) -> Any:
-    job = services().jobs.cancel(job_id)
+    jobs = services().jobs
+    principal().require("train", str(jobs.get(job_id).spec.get("register_as")))
+    job = jobs.cancel(job_id)
     return json_response(Job.of(job).model_dump(mode="json"), status=202)
 
 

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
-from flask import request, url_for
+from flask import url_for
 from pydantic import BaseModel, ConfigDict, Field
 
-from wharf.errors import InvalidInput
 from wharf.http.bodies import (
     JSON_TYPES,
+    PAGE_QUERY,
     is_json,
     json_response,
     media_type,
+    page,
     parse_json,
+    query_arg,
     read_body,
     unsupported,
     validated,
@@ -70,7 +72,7 @@ class CreateKey(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    role: Literal["reader", "predictor", "trainer", "admin"]
+    role: str = Field(description="reader, predictor, trainer or admin.")
     models: list[str] | None = Field(None, description="Limit the key to these models.")
     expires: str | None = Field(None, description="`30d`, `12h`, `2w`, or an ISO 8601 date or time.")
     name: str = Field("", max_length=256, description="What the key is for.")
@@ -118,7 +120,7 @@ def create_key() -> Any:
     record, secret = svc.keys.create(
         body.role, body.models, expires_at, body.name, created_by=principal().actor
     )
-    note(key=record.id, role=record.role)
+    note(target=f"key {record.id}", role=record.role)
     location = url_for(f"{NAME}.list_keys")
     answer = NewKey(**Key.of(record).model_dump(), key=secret)
     return json_response(answer.model_dump(mode="json"), status=201, headers={"Location": location})
@@ -135,22 +137,14 @@ def revoke_key(key_id: str) -> Any:
     tags=("keys",),
     responses={200: AuditLog},
     query={
-        "limit": "At most this many (100).",
-        "offset": "Skip this many.",
+        **PAGE_QUERY,
         "key_id": "Only this key's actions.",
         "action": "Only this action (or its prefix).",
     },
 )
 def audit_log() -> Any:
-    args = request.args
-    try:
-        limit = int(args.get("limit", "100"))
-        offset = int(args.get("offset", "0"))
-    except ValueError as exc:
-        raise InvalidInput("limit and offset are whole numbers.", field="limit") from exc
-    entries = services().audit.recent(
-        limit, offset, key_id=args.get("key_id") or None, action=args.get("action") or None
-    )
+    limit, offset = page()
+    entries = services().audit.recent(limit, offset, key_id=query_arg("key_id"), action=query_arg("action"))
     return json_response({"entries": [AuditEntry.of(e).model_dump(mode="json") for e in entries]})
 
 

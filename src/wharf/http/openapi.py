@@ -7,7 +7,7 @@ Flask URL map, so a route cannot exist undocumented or be documented without exi
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -16,6 +16,7 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import models_json_schema
 
 from wharf.http.schemas import Problem
+from wharf.http.security import PUBLIC, permission_of
 from wharf.version import __version__
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -26,7 +27,21 @@ PARAM_DOCS = {
     "version": "Version number (1, 2, ...).",
     "dataset_id": "Dataset id (GET /v1/datasets).",
     "job_id": "Job id (GET /v1/jobs).",
+    "key_id": "Key id (GET /v1/keys).",
 }
+SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer wharf_..."},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+}
+"""The two ways of sending a key (wharf.http.security); either one will do."""
+
+
+@dataclass(frozen=True)
+class Query:
+    """A query parameter: what it means, and the JSON Schema of its values."""
+
+    description: str
+    schema: dict[str, Any] = field(default_factory=lambda: {"type": "string"})
 
 
 @dataclass(frozen=True)
@@ -36,7 +51,7 @@ class Doc:
     responses: dict[int, type[BaseModel] | None]
     body: Any = None
     body_media: tuple[str, ...] = ("application/json",)
-    query: dict[str, str] = field(default_factory=dict)
+    query: dict[str, Query] = field(default_factory=dict)
     examples: Callable[[], dict[str, Any]] | None = None
 
 
@@ -47,17 +62,18 @@ def documented(
     responses: dict[int, type[BaseModel] | None],
     body: Any = None,
     body_media: tuple[str, ...] = ("application/json",),
-    query: dict[str, str] | None = None,
+    query: Mapping[str, str | Query] | None = None,
 ) -> Callable[[F], F]:
     """Attach the OpenAPI description of a view.
 
     :param responses: status -> response model (None for no body); problem responses are added.
     :param body: request body type (a model or a union of models), or None.
-    :param query: query parameter name -> description.
+    :param query: query parameter name -> description (a string parameter), or a :class:`Query`.
     """
+    params = {name: q if isinstance(q, Query) else Query(q) for name, q in (query or {}).items()}
 
     def attach(view: F) -> F:
-        view.__wharf_doc__ = Doc(summary, tags, responses, body, body_media, query or {})  # type: ignore[attr-defined]
+        view.__wharf_doc__ = Doc(summary, tags, responses, body, body_media, params)  # type: ignore[attr-defined]
         return view
 
     return attach
@@ -85,10 +101,13 @@ def _key(t: Any) -> str:
     return t.__name__ if isinstance(t, type) and issubclass(t, BaseModel) else repr(t)
 
 
-def build_spec(app: Flask, blueprint: str, examples: dict[str, Any] | None = None) -> dict[str, Any]:
+def build_spec(
+    app: Flask, blueprint: str, examples: dict[str, Any] | None = None, *, auth: bool = True
+) -> dict[str, Any]:
     """The OpenAPI document of ``blueprint``'s routes.
 
     :param examples: named request-body examples for the prediction routes.
+    :param auth: keys are required (every route but the public ones says so).
     """
     docs: list[tuple[Any, Doc]] = []
     for rule in app.url_map.iter_rules():
@@ -122,10 +141,11 @@ def build_spec(app: Flask, blueprint: str, examples: dict[str, Any] | None = Non
                 "name": name,
                 "in": "query",
                 "required": False,
-                "description": text,
-                "schema": {"type": "string"},
+                "description": query.description,
+                "schema": query.schema,
+                "allowEmptyValue": True,  # an empty value means the default (bodies.query_arg)
             }
-            for name, text in doc.query.items()
+            for name, query in doc.query.items()
         ]
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             operation: dict[str, Any] = {
@@ -135,12 +155,14 @@ def build_spec(app: Flask, blueprint: str, examples: dict[str, Any] | None = Non
                 "tags": list(doc.tags),
                 "responses": _responses(doc, refs),
             }
+            if auth and permission_of(rule.endpoint) == PUBLIC:
+                operation["security"] = []  # health checks and the docs take no key
             if parameters:
                 operation["parameters"] = parameters
             if doc.body is not None:
-                operation["requestBody"] = _request_body(doc, refs, examples)
+                operation["requestBody"] = _request_body(doc, refs, components, examples)
             paths.setdefault(path, {})[method.lower()] = operation
-    return {
+    spec: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": "wharf",
@@ -150,6 +172,10 @@ def build_spec(app: Flask, blueprint: str, examples: dict[str, Any] | None = Non
         "paths": paths,
         "components": {"schemas": components},
     }
+    if auth:
+        spec["components"]["securitySchemes"] = SECURITY_SCHEMES
+        spec["security"] = [{name: []} for name in SECURITY_SCHEMES]
+    return spec
 
 
 def _responses(doc: Doc, refs: dict[str, Any]) -> dict[str, Any]:
@@ -165,16 +191,36 @@ def _responses(doc: Doc, refs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _request_body(doc: Doc, refs: dict[str, Any], examples: dict[str, Any] | None) -> dict[str, Any]:
+def _request_body(
+    doc: Doc, refs: dict[str, Any], components: dict[str, Any], examples: dict[str, Any] | None
+) -> dict[str, Any]:
     content: dict[str, Any] = {}
     for media in doc.body_media:
         if media == "text/csv":
-            content[media] = {"schema": {"type": "string", "description": "CSV with a header row."}}
+            # An empty body is refused (400): the schema says so, so generated bodies agree.
+            content[media] = {
+                "schema": {"type": "string", "minLength": 1, "description": "CSV with a header row."}
+            }
         elif media == "multipart/form-data":
-            content[media] = {"schema": refs[_key(doc.body)]}
+            schema = refs[_key(doc.body)]
+            content[media] = {"schema": schema}
+            encoding = _json_parts(schema, components)
+            if encoding:
+                content[media]["encoding"] = encoding
         else:
             entry: dict[str, Any] = {"schema": refs[_key(doc.body)]}
             if examples:
                 entry["examples"] = examples
             content[media] = entry
     return {"required": True, "content": content}
+
+
+def _json_parts(schema: dict[str, Any], components: dict[str, Any]) -> dict[str, Any]:
+    """The encoding of a form's object-valued parts: each is a JSON document (``metadata``)."""
+    name = schema.get("$ref", "").rpartition("/")[2]
+    properties = components.get(name, schema).get("properties", {})
+    return {
+        part: {"contentType": "application/json"}
+        for part, shape in properties.items()
+        if "$ref" in shape or shape.get("type") == "object"
+    }

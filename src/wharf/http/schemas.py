@@ -10,10 +10,16 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from wharf.services.registry import ANSWERED_BY, LINEAGE, METRICS, PARITY, RESERVED_METADATA, TRAINING
 from wharf.signature import Signature
 from wharf.storage import VersionRecord
+
+
+def optional_part(schema: dict[str, Any]) -> None:
+    """A form part that is sent or left out, never null: its schema states no (null) default."""
+    schema.pop("default", None)
 
 
 class Problem(BaseModel):
@@ -264,4 +270,6 @@ class UploadForm(BaseModel):
     """``multipart/form-data`` of a version upload."""
 
     file: bytes = Field(description="The model file.")
-    metadata: str | None = Field(None, description="A JSON object as in UploadMetadata.")
+    metadata: UploadMetadata | SkipJsonSchema[None] = Field(
+        None, description="A JSON object.", json_schema_extra=optional_part
+    )

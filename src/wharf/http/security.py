@@ -55,6 +55,21 @@ def principal() -> Principal:
     return found if found is not None else ANONYMOUS_ADMIN
 
 
+def visible_to_caller(names: list[str]) -> list[str]:
+    """On a public route: the names the caller's key (if it sent a valid one) may see; none without.
+
+    The docs are public, but the served models' names and columns are not: the spec's examples
+    list only what the caller's key may see.
+    """
+    svc = services()
+    if not svc.settings.auth:
+        return names
+    try:
+        return svc.keys.authenticate(_credential()).visible(names)
+    except Unauthorized:
+        return []
+
+
 def _credential() -> str | None:
     header = request.headers.get("Authorization")
     if header:
@@ -146,6 +161,8 @@ def _audit(status: int) -> None:
     for key in ("dataset_id", "job_id", "key_id"):
         if key in args:
             target = f"{key.removesuffix('_id')} {args[key]}"
+    noted = dict(g.get("wharf_audit", {}))
+    target = noted.pop("target", target)  # what a creating route made: "job 7", "key 1a2b3c4d"
     action = (request.endpoint or "").rpartition(".")[2]
     services().audit.record(
         action,
@@ -153,7 +170,7 @@ def _audit(status: int) -> None:
         principal=g.get("wharf_principal"),
         status=status,
         remote_addr=request.remote_addr,
-        detail={"method": request.method, "path": request.path, **g.get("wharf_audit", {})},
+        detail={"method": request.method, "path": request.path, **noted},
     )
 
 

@@ -128,7 +128,7 @@ class Jobs:
                 field="body",
             )
         kind = body.get("kind", "train")
-        if kind not in self.validate:
+        if not isinstance(kind, str) or kind not in self.validate:
             known = ", ".join(map(repr, self.validate)) or "none"
             raise InvalidInput(f"Unknown job kind {kind!r}; this server runs {known}.", field="kind")
         spec = self.validate[kind](body)
