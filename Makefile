@@ -9,7 +9,7 @@ PORT ?= 8000
 
 FUZZ_EXAMPLES ?= 200
 
-.PHONY: install serve test lint format fuzz bench clean
+.PHONY: install services serve test lint format fuzz bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -25,7 +25,17 @@ serve: install  ## train and register the demo models, then serve them on $(HOST
 	$(BIN)/wharf demo
 	$(BIN)/wharf serve --host $(HOST) --port $(PORT)
 
-test: install  ## run the whole test suite, as CI does
+REDIS_UP := $(BIN)/python -c 'import socket; socket.create_connection(("127.0.0.1", 6379), 2)' 2>/dev/null
+
+services: install  ## start the Redis the tests use (127.0.0.1:6379) when it is not running
+	@$(REDIS_UP) || { \
+		command -v redis-server >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server; }; \
+		mkdir -p /tmp/wharf-redis; \
+		redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+			--dir /tmp/wharf-redis --logfile /tmp/wharf-redis/redis.log; \
+		for i in 1 2 3 4 5 6 7 8 9 10; do $(REDIS_UP) && break; sleep 0.5; done; $(REDIS_UP); }
+
+test: install services  ## run the whole test suite, as CI does
 	$(BIN)/pytest
 
 fuzz: install  ## schemathesis on every route of /openapi.json: new cases each run, no 5xx, answers as documented
