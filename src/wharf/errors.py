@@ -26,6 +26,7 @@ responses. Instances say *where* the fault is (``field``, ``row``, ``column``) w
     ├── UnsupportedConversion       422  unsupported-conversion  a step or model the exporter cannot convert
     ├── ParityFailed                422  parity-failed        the converted model answers differently
     ├── TooManyRequests             429  too-many-requests    over a rate limit; carries ``retry_after``
+    │   └── Overloaded              503  overloaded           waited past queue_timeout_seconds for its model
     ├── InvalidSettings             500  invalid-settings     a setting's value is wrong (exit code 2)
     ├── ArtifactMismatch            500  artifact-mismatch    a stored file's sha256 is not its version's
     ├── MissingDependency           501  missing-dependency   a format's extra is not installed
@@ -273,6 +274,19 @@ class TooManyRequests(WharfError):
     @property
     def retry_after(self) -> int:
         return int(self.extra["retry_after"])
+
+
+class Overloaded(TooManyRequests):
+    """A request that waited for its model longer than ``queue_timeout_seconds``: the server is
+    behind. 503 with ``Retry-After``; the request was never run."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    slug = "overloaded"
+    exit_code = 1
+
+    @property
+    def title(self) -> str:
+        return "Service Unavailable"
 
 
 class InvalidSettings(WharfError):

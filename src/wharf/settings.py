@@ -186,6 +186,11 @@ class Settings(BaseSettings):
     keyfile: Path | None = None
     """TLS private key (PEM) matching ``certfile``."""
 
+    queue_timeout_seconds: float = Field(30.0, ge=0)
+    """Longest a prediction waits for its model before it is refused with 503 and Retry-After
+    (the server is behind); 0 waits without limit. The request time limit wharf can keep: a
+    running model call cannot be interrupted, so a limit on the whole request belongs in the proxy."""
+
     max_json_depth: int = Field(32, ge=2, le=1000)
     """Deepest nesting of arrays and objects accepted in a JSON body (400 deeper)."""
 

@@ -24,7 +24,7 @@ from sklearn.linear_model import LogisticRegression
 
 from wharf import Settings, create_app
 from wharf.batch import Batch
-from wharf.errors import InvalidInput, InvalidSettings
+from wharf.errors import InvalidInput, InvalidSettings, Overloaded
 from wharf.runtimes.base import Runtime
 from wharf.runtimes.sklearn import SklearnRuntime
 from wharf.services import Services
@@ -335,6 +335,31 @@ def test_without_max_wait_a_batch_leader_does_not_wait(fake: GatedRuntime) -> No
     assert [c.rows for c in fake.calls[1:]] == [1, 2]  # the leader went alone: nobody was waited for
 
 
+def test_a_request_queued_past_max_queue_is_refused_and_never_run(fake: GatedRuntime) -> None:
+    runtime = BatchingRuntime(fake, BatchPolicy(max_queue=0.05))
+    busy = Busy(runtime, fake)
+    late = busy.queue("predict", 7.0)
+    late.join(SECONDS)  # the model stays busy past max_queue
+    with pytest.raises(Overloaded) as refused:
+        late.answer()
+    assert refused.value.retry_after == 1 and int(refused.value.status) == 503
+    assert not runtime._waiting  # it left the queue
+    busy.release()
+    assert [(c.method, c.rows) for c in fake.calls] == [("predict", 1)]  # the refused rows never ran
+    np.testing.assert_array_equal(runtime.predict(rows(2)), [4])  # and the model is free
+
+
+def test_a_request_taken_into_a_batch_is_answered_however_long_the_batch_takes(fake: GatedRuntime) -> None:
+    runtime = BatchingRuntime(fake, BatchPolicy(max_queue=0.2))
+    busy = Busy(runtime, fake)
+    first = busy.queue("predict", 3.0)
+    second = busy.queue("predict", 4.0)
+    fake.gate.set()
+    busy.holder.answer()  # the queued pair is handed over as one batch within max_queue
+    np.testing.assert_array_equal(first.answer(), [6.0])
+    np.testing.assert_array_equal(second.answer(), [8.0])
+
+
 def test_stats_add_up(fake: GatedRuntime) -> None:
     runtime = batching(fake)
     empty = runtime.stats.as_dict()
@@ -486,8 +511,8 @@ def test_each_model_is_batched_with_its_own_policy(serve: Callable[..., Flask]) 
     app = serve(batch_max_rows=32, batch_max_wait_ms=4, model_options={"a": {"batch_max_rows": 8}})
     a, b = served_runtime(app, "a"), served_runtime(app, "b")
     assert isinstance(a, BatchingRuntime) and isinstance(b, BatchingRuntime)
-    assert a.policy == BatchPolicy(max_rows=8, max_wait=0.004)
-    assert b.policy == BatchPolicy(max_rows=32, max_wait=0.004)
+    assert a.policy == BatchPolicy(max_rows=8, max_wait=0.004, max_queue=30.0)  # queue_timeout_seconds
+    assert b.policy == BatchPolicy(max_rows=32, max_wait=0.004, max_queue=30.0)
 
 
 ROW = {"instances": [[5.1, 3.5, 1.4, 0.2]]}

@@ -35,7 +35,7 @@ def problem(status: int, body: dict[str, Any], headers: dict[str, str] | None = 
 
 def from_wharf_error(error: WharfError) -> Response:
     headers = None
-    if isinstance(error, TooManyRequests):  # RFC 9110: a 429 says when to come back
+    if isinstance(error, TooManyRequests):  # RFC 9110: a 429 (or 503) says when to come back
         headers = {"Retry-After": str(error.retry_after)}
     return problem(int(error.status), error.to_problem(), headers)
 

@@ -55,6 +55,7 @@ def build_services(settings: Settings) -> Services:
         refresh_seconds=settings.refresh_seconds,
         models=settings.models,
         options=settings.options_for,
+        queue_timeout=settings.queue_timeout_seconds,
     )
     converter = Converter(registry, max_rows=settings.max_rows)
     datasets = Datasets(metadata, artifacts, max_bytes=settings.max_dataset_bytes, scratch=settings.home)

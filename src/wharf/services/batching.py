@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from wharf.batch import Batch
+from wharf.errors import Overloaded
 from wharf.runtimes.base import Runtime
 
 HISTOGRAM_BOUNDS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
@@ -35,10 +36,14 @@ class BatchPolicy:
     :param max_rows: most rows in one merged call; 1 turns batching off.
     :param max_wait: seconds a batch leader waits for more requests before calling the model;
         0 (the default) calls as soon as the model is free.
+    :param max_queue: see below.
     """
 
     max_rows: int = 1024
     max_wait: float = 0.0
+    max_queue: float = 0.0
+    """Seconds a request may wait for the model before it is refused (``Overloaded``); 0: no limit.
+    A request already taken into a batch is answered, however long the batch takes."""
 
 
 class _Job:
@@ -123,7 +128,7 @@ class BatchingRuntime:
                 return getattr(self.runtime, method)(batch)
             finally:
                 self._hand_over()
-        job.done.acquire()
+        self._wait(job)
         if job.group is not None:  # made leader of the next batch
             try:
                 self._run(job.group)
@@ -132,6 +137,27 @@ class BatchingRuntime:
         if job.error is not None:
             raise job.error
         return job.result
+
+    def _wait(self, job: _Job) -> None:
+        """Wait for the job's turn. :raises Overloaded: it waited ``max_queue`` and was still queued."""
+        limit = self.policy.max_queue
+        if limit <= 0:
+            job.done.acquire()
+            return
+        if job.done.acquire(timeout=limit):
+            return
+        with self._lock:
+            try:
+                self._waiting.remove(job)  # still queued: it leaves, and nothing ever runs it
+            except ValueError:
+                pass  # taken into a batch (or made its leader) meanwhile: see it through
+            else:
+                raise Overloaded(
+                    f"The model was busy for {limit:g} s (queue_timeout_seconds) before this request's "
+                    "turn came; it was not run. Retry, or add workers or replicas.",
+                    retry_after=1,
+                )
+        job.done.acquire()
 
     def _hand_over(self) -> None:
         """Give the model to the oldest queued request, or mark it idle."""

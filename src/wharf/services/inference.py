@@ -106,8 +106,10 @@ class InferenceService:
         refresh_seconds: float = 2.0,
         models: tuple[str, ...] = (),
         options: Callable[[str], ModelOptions],
+        queue_timeout: float = 0.0,
     ) -> None:
         self.registry = registry
+        self.queue_timeout = queue_timeout
         self.options = options
         self.max_rows = max_rows
         self.strict_versions = strict_versions
@@ -216,7 +218,7 @@ class InferenceService:
         options = self.options(record.name)
         assert options.batch_max_rows is not None and options.batch_max_wait_ms is not None
         if options.batch_max_rows > 1:
-            policy = BatchPolicy(options.batch_max_rows, options.batch_max_wait_ms / 1000)
+            policy = BatchPolicy(options.batch_max_rows, options.batch_max_wait_ms / 1000, self.queue_timeout)
             runtime = BatchingRuntime(loaded, policy)
         cache = PredictionCache(options.cache_entries) if options.cache_entries else None
         served = ServedModel(
