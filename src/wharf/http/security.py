@@ -30,6 +30,13 @@ PAGE_CSP = (
 )
 """Web pages run only wharf's own scripts; Swagger UI sets inline styles on its elements."""
 HSTS = "max-age=31536000; includeSubDomains"
+_COMMON = [
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+]
+API_HEADERS = [*_COMMON, ("Content-Security-Policy", API_CSP)]
+PAGE_HEADERS = [*_COMMON, ("Content-Security-Policy", PAGE_CSP)]
 CORS_MAX_AGE = "600"
 
 _permissions: dict[str, str] = {}
@@ -83,22 +90,26 @@ def check_request() -> None:
         return  # a CORS preflight carries no key; Flask answers it without running the view
     svc = services()
     endpoint = request.endpoint or ""
+    permission = _permissions.get(endpoint)
+    limiter = svc.limiter if svc.limiter.enabled else None
     route = endpoint.rpartition(".")[2]
-    permission = permission_of(endpoint)
     address = request.remote_addr or "unknown"
     if permission == PUBLIC:
-        svc.limiter.check(Caller(None, None, address), route)
+        if limiter is not None:
+            limiter.check(Caller(None, None, address), route)
         return
-    found: Principal | None = None
+    caller = ANONYMOUS_ADMIN
     if svc.settings.auth:
         try:
-            found = svc.keys.authenticate(_credential())
+            caller = svc.keys.authenticate(_credential())
         except Unauthorized:
-            svc.limiter.check(Caller(None, None, address, anonymous=True), route)
+            if limiter is not None:
+                limiter.check(Caller(None, None, address, anonymous=True), route)
             raise
-    g.wharf_principal = found
-    caller = principal()
-    svc.limiter.check(Caller(caller.key_id, caller.role if found else None, address), route)
+        g.wharf_principal = caller
+    if limiter is not None:
+        role = caller.role if svc.settings.auth else None
+        limiter.check(Caller(caller.key_id, role, address), route)
     if permission is None:  # a route registered without add_routes: refuse rather than guess
         raise WharfError(f"The route {endpoint!r} declares no permission.")
     model = (request.view_args or {}).get("name")
@@ -106,19 +117,20 @@ def check_request() -> None:
 
 
 def secure(response: Response) -> Response:
-    """Add the security headers every response carries (keeping any the view set itself).
+    """Add the security headers every response carries.
 
     Called on every response under wharf, and by :func:`wharf.http.problems.problem` for the errors
-    answered outside wharf's routes (an unknown path, a method a path does not take).
+    answered outside wharf's routes (an unknown path, a method a path does not take). wharf's views
+    set none of these headers themselves, so they are added in one step: this runs on every
+    prediction.
     """
     headers = response.headers
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("Referrer-Policy", "no-referrer")
-    page = response.mimetype == "text/html"
-    headers.setdefault("Content-Security-Policy", PAGE_CSP if page else API_CSP)
-    if request.is_secure:
-        headers.setdefault("Strict-Transport-Security", HSTS)
+    if "X-Content-Type-Options" in headers:  # an error response, secured where it was made
+        return response
+    page = headers.get("Content-Type", "").startswith("text/html")
+    headers.extend(PAGE_HEADERS if page else API_HEADERS)
+    if request.scheme == "https":
+        headers["Strict-Transport-Security"] = HSTS
     return response
 
 
@@ -134,9 +146,11 @@ def finish_response(response: Response) -> Response:
 
 
 def _cors(response: Response) -> None:
-    origin = request.headers.get("Origin")
     allowed = services().settings.cors_origins
-    if not origin or not allowed:
+    if not allowed:
+        return
+    origin = request.headers.get("Origin")
+    if not origin:
         return
     if "*" not in allowed and origin not in allowed:
         return
