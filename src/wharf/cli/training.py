@@ -33,12 +33,8 @@ class Backend(Protocol):
     def cancel(self, job_id: int) -> dict[str, Any]: ...
 
 
-def _job_dict(job: Any) -> dict[str, Any]:
-    data = asdict(job)
-    return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in data.items()}
-
-
-def _dataset_dict(record: Any) -> dict[str, Any]:
+def _plain(record: Any) -> dict[str, Any]:
+    """A stored record (job, dataset) as the JSON the server answers with: times as ISO strings."""
     data = asdict(record)
     return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in data.items()}
 
@@ -48,16 +44,16 @@ class Local:
         self.services = state.services
 
     def add_dataset(self, path: Path, name: str | None) -> dict[str, Any]:
-        return _dataset_dict(self.services.datasets.add(path, path.name, name))
+        return _plain(self.services.datasets.add(path, path.name, name))
 
     def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
-        return _job_dict(self.services.jobs.submit(spec))
+        return _plain(self.services.jobs.submit(spec))
 
     def job(self, job_id: int) -> dict[str, Any]:
-        return _job_dict(self.services.jobs.get(job_id))
+        return _plain(self.services.jobs.get(job_id))
 
     def cancel(self, job_id: int) -> dict[str, Any]:
-        return _job_dict(self.services.jobs.cancel(job_id))
+        return _plain(self.services.jobs.cancel(job_id))
 
 
 class Server:
@@ -221,7 +217,7 @@ def datasets() -> None:
 @pass_state
 def datasets_add(state: State, file: Path, name: str | None) -> None:
     """Store FILE as a dataset and print its profile."""
-    echo_json(_dataset_dict(state.services.datasets.add(file, file.name, name)))
+    echo_json(_plain(state.services.datasets.add(file, file.name, name)))
 
 
 @datasets.command("list")
@@ -237,7 +233,7 @@ def datasets_list(state: State) -> None:
 @pass_state
 def datasets_show(state: State, dataset_id: int) -> None:
     """One dataset with its profile, as JSON."""
-    echo_json(_dataset_dict(state.services.datasets.get(dataset_id)))
+    echo_json(_plain(state.services.datasets.get(dataset_id)))
 
 
 @datasets.command("delete")
@@ -268,7 +264,7 @@ def jobs_list(state: State, job_state: str | None) -> None:
 @pass_state
 def jobs_show(state: State, job_id: int) -> None:
     """One job as JSON: spec, state, progress, timings, error, result."""
-    echo_json(_job_dict(state.services.jobs.get(job_id)))
+    echo_json(_plain(state.services.jobs.get(job_id)))
 
 
 @jobs.command("cancel")

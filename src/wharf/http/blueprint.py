@@ -20,6 +20,7 @@ from wharf.http.bodies import (
     CSV_TYPES,
     JSON_TYPES,
     is_json,
+    json_body,
     json_response,
     media_type,
     parse_json,
@@ -257,9 +258,7 @@ def _upload_options(raw: str | None) -> Registration:
 def convert_version(name: str, version: int) -> Any:
     svc = services()
     svc.inference.check_served(name)
-    if not is_json(media_type()):
-        raise unsupported(JSON_TYPES[:1])
-    data = parse_json(read_body(svc.settings.max_body_bytes))
+    data = json_body(svc.settings.max_body_bytes)
     body = validated(ConvertRequest, data, "conversion request", "body", '{"to": "onnx"}')
     settings = svc.settings
     tolerance = body.tolerance or ToleranceBody(labels=settings.parity_labels, rtol=settings.parity_rtol)

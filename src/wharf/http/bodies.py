@@ -99,6 +99,13 @@ def int_arg(name: str, default: int, low: int, high: int) -> int:
     return int(raw)
 
 
+def json_body(limit: int) -> Any:
+    """The request's JSON body, parsed; :raises UnsupportedMediaType: it is not sent as JSON."""
+    if not is_json(media_type()):
+        raise unsupported(JSON_TYPES[:1])
+    return parse_json(read_body(limit))
+
+
 def unsupported(accepted: tuple[str, ...]) -> UnsupportedMediaType:
     got = request.mimetype or "none"
     return UnsupportedMediaType(

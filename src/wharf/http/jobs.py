@@ -10,17 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat
 
 from wharf.errors import ContentTooLarge
 from wharf.http.bodies import (
-    JSON_TYPES,
     PAGE_QUERY,
     check_depth,
-    is_json,
+    json_body,
     json_response,
-    media_type,
     page,
-    parse_json,
     query_arg,
-    read_body,
-    unsupported,
     validated,
 )
 from wharf.http.context import NAME, services
@@ -110,13 +105,6 @@ class FitResult(BaseModel):
     bias: Any = Field(None, description="Intercept, for linear models.")
 
 
-def _json_body() -> Any:
-    if not is_json(media_type()):
-        raise unsupported(JSON_TYPES[:1])
-    settings = services().settings
-    return check_depth(parse_json(read_body(settings.max_body_bytes)), settings.max_json_depth)
-
-
 @documented(
     "Queue a job (a training run); answered at once with the job to poll.",
     tags=("jobs",),
@@ -125,7 +113,8 @@ def _json_body() -> Any:
 )
 def submit_job() -> Any:
     caller = principal()
-    body = _json_body()
+    settings = services().settings
+    body = check_depth(json_body(settings.max_body_bytes), settings.max_json_depth)  # not validated here
     job = services().jobs.submit(body, allow=lambda spec: caller.require("train", spec.get("register_as")))
     note(target=f"job {job.id}")
     location = url_for(f"{NAME}.get_job", job_id=job.id)
@@ -179,7 +168,7 @@ def cancel_job(job_id: int) -> Any:
 def fit() -> Any:
     svc = services()
     example = '{"X": [[1, 2], [2, 3], [3, 5]], "y": [3, 5, 8], "algorithm": "linear_regression"}'
-    body = validated(FitRequest, _json_body(), "fit request", "body", example)
+    body = validated(FitRequest, json_body(svc.settings.max_body_bytes), "fit request", "body", example)
     cells = len(body.X) * max(len(row) for row in body.X)
     limit = svc.settings.fit_max_cells
     if cells > limit:

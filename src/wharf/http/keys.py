@@ -9,16 +9,11 @@ from flask import url_for
 from pydantic import BaseModel, ConfigDict, Field
 
 from wharf.http.bodies import (
-    JSON_TYPES,
     PAGE_QUERY,
-    is_json,
+    json_body,
     json_response,
-    media_type,
     page,
-    parse_json,
     query_arg,
-    read_body,
-    unsupported,
     validated,
 )
 from wharf.http.context import NAME, services
@@ -112,10 +107,8 @@ def list_keys() -> Any:
 )
 def create_key() -> Any:
     svc = services()
-    if not is_json(media_type()):
-        raise unsupported(JSON_TYPES[:1])
     example = '{"role": "predictor", "models": ["iris"], "expires": "90d"}'
-    body = validated(CreateKey, parse_json(read_body(MAX_BODY)), "key request", "body", example)
+    body = validated(CreateKey, json_body(MAX_BODY), "key request", "body", example)
     expires_at = None if body.expires is None else parse_expires(body.expires)
     record, secret = svc.keys.create(
         body.role, body.models, expires_at, body.name, created_by=principal().actor
