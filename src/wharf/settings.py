@@ -106,7 +106,24 @@ class Settings(BaseSettings):
     """SQLAlchemy URL of the metadata store; default ``sqlite:///<home>/wharf.db``."""
 
     artifacts: str | None = None
-    """Where artifacts live, as a folder path or ``file://`` URL; default ``<home>/artifacts``."""
+    """Where artifacts live: a folder path or ``file://`` URL, or ``s3://bucket/prefix`` for an
+    S3-compatible object store; default ``<home>/artifacts``."""
+
+    s3_endpoint_url: str | None = None
+    """Endpoint of the S3 API (MinIO, Ceph, moto, another region's URL); default: AWS's own."""
+
+    s3_region: str | None = None
+    """Region of the S3 bucket."""
+
+    s3_access_key_id: str | None = None
+    """Access key of the S3 store; unset: the AWS SDK's own chain (its variables, profiles, roles)."""
+
+    s3_secret_access_key: SecretStr | None = None
+    """Secret key matching ``s3_access_key_id``."""
+
+    redis_url: str | None = None
+    """Redis shared by every worker and replica (``redis://host:6379/0``): rate-limit counters live
+    there unless ``rate_limit_storage`` names another store."""
 
     host: str = "127.0.0.1"
     """Address ``wharf serve`` binds to."""
@@ -172,9 +189,9 @@ class Settings(BaseSettings):
     route), ``address`` (per client address, all routes), ``anonymous`` (per address, requests
     without a valid key). Setting it replaces the defaults; ``{}`` turns limiting off."""
 
-    rate_limit_storage: str = "memory://"
+    rate_limit_storage: str | None = None
     """Where rate-limit counters live: ``memory://`` (per process) or ``redis://host:6379`` (shared
-    by every worker and replica)."""
+    by every worker and replica); default ``redis_url`` when set, else ``memory://``."""
 
     cors_origins: Names = ()
     """Origins allowed to call the API from a browser (``https://app.example.com``, or ``*``);
@@ -273,6 +290,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.home / 'wharf.db').resolve()}"
+
+    @property
+    def resolved_rate_limit_storage(self) -> str:
+        return self.rate_limit_storage or self.redis_url or "memory://"
 
     @property
     def resolved_artifacts(self) -> str:

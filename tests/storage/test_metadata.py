@@ -51,6 +51,8 @@ def test_creates_its_tables(store: MetadataStore) -> None:
         "jobs",
         "api_keys",
         "audit_log",
+        "model_aliases",
+        "registry_state",
     }
 
 
