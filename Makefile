@@ -26,14 +26,22 @@ serve: install  ## train and register the demo models, then serve them on $(HOST
 	$(BIN)/wharf serve --host $(HOST) --port $(PORT)
 
 REDIS_UP := $(BIN)/python -c 'import socket; socket.create_connection(("127.0.0.1", 6379), 2)' 2>/dev/null
+PG_UP := $(BIN)/python -c 'import socket; socket.create_connection(("127.0.0.1", 5432), 2)' 2>/dev/null
 
-services: install  ## start the Redis the tests use (127.0.0.1:6379) when it is not running
+# A PostgreSQL installed by this target lets user postgres in from 127.0.0.1 without a password, as
+# tests/postgres.py expects (the development machines' own PostgreSQL already does).
+services: install  ## start the Redis (127.0.0.1:6379) and PostgreSQL (127.0.0.1:5432) the tests use when down
 	@$(REDIS_UP) || { \
 		command -v redis-server >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server; }; \
 		mkdir -p /tmp/wharf-redis; \
 		redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
 			--dir /tmp/wharf-redis --logfile /tmp/wharf-redis/redis.log; \
 		for i in 1 2 3 4 5 6 7 8 9 10; do $(REDIS_UP) && break; sleep 0.5; done; $(REDIS_UP); }
+	@$(PG_UP) || { \
+		command -v pg_ctlcluster >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq postgresql && \
+			$(SUDO) sed -i '1i host all postgres 127.0.0.1/32 trust' /etc/postgresql/*/main/pg_hba.conf; }; \
+		$(SUDO) pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | sort -V | tail -1) main start; \
+		for i in 1 2 3 4 5 6 7 8 9 10; do $(PG_UP) && break; sleep 0.5; done; $(PG_UP); }
 
 test: install services  ## run the whole test suite, as CI does
 	$(BIN)/pytest

@@ -17,6 +17,8 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from auth import ADMIN_KEY
+from objectstore import s3_server, s3_settings  # noqa: F401
+from postgres import pg_url  # noqa: F401
 from wharf import Settings, create_app
 from wharf.services import Services
 

@@ -15,7 +15,8 @@ responses. Instances say *where* the fault is (``field``, ``row``, ``column``) w
     │   ├── VersionNotFound         404  version-not-found
     │   ├── DatasetNotFound         404  dataset-not-found
     │   ├── JobNotFound             404  job-not-found
-    │   └── KeyNotFound             404  key-not-found
+    │   ├── KeyNotFound             404  key-not-found
+    │   └── AliasNotFound           404  alias-not-found
     ├── Conflict                    409  conflict
     │   └── IncompatibleVersion     409  incompatible-version  framework major.minor differs (strict)
     ├── ContentTooLarge             413  content-too-large    body, upload or row count over a limit
@@ -30,6 +31,7 @@ responses. Instances say *where* the fault is (``field``, ``row``, ``column``) w
     ├── InvalidSettings             500  invalid-settings     a setting's value is wrong (exit code 2)
     ├── ArtifactMismatch            500  artifact-mismatch    a stored file's sha256 is not its version's
     ├── MissingDependency           501  missing-dependency   a format's extra is not installed
+    ├── SchemaMismatch              503  schema-mismatch      the database needs `wharf db upgrade`
     └── ModelError                  500  model-error          the model failed on valid input
 """
 
@@ -161,6 +163,10 @@ class JobNotFound(NotFound):
 
 class KeyNotFound(NotFound):
     slug = "key-not-found"
+
+
+class AliasNotFound(NotFound):
+    slug = "alias-not-found"
 
 
 class Conflict(WharfError):
@@ -324,3 +330,19 @@ class ModelError(WharfError):
     @property
     def title(self) -> str:
         return "Model Error"
+
+
+class SchemaMismatch(WharfError):
+    """The metadata database is at another schema revision than this wharf's (exit code 9).
+
+    Behind, or made before migrations: ``wharf db upgrade`` brings it to this wharf's. Ahead: a newer
+    wharf upgraded it. ``found`` and ``needed`` (in ``extra``) are the two revisions.
+    """
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    slug = "schema-mismatch"
+    exit_code = 9
+
+    @property
+    def title(self) -> str:
+        return "Schema Mismatch"

@@ -64,5 +64,5 @@ def test_open_a_folder(tmp_path: Path, source: tuple[Path, str], form: str) -> N
 
 
 def test_an_unknown_scheme_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(WharfError, match=r"scheme 's3'.*local folder"):
-        open_artifact_store("s3://bucket/artifacts")
+    with pytest.raises(WharfError, match=r"scheme 'gs'.*local folder.*s3://"):
+        open_artifact_store("gs://bucket/artifacts")

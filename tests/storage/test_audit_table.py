@@ -1,9 +1,8 @@
-"""The audit log table on a real SQLite file: entries newest first, filtered by key and by action family."""
+"""The audit log table on SQLite and PostgreSQL: entries newest first, filtered by key and action family."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -12,8 +11,8 @@ from wharf.storage.audit import AuditTable
 
 
 @pytest.fixture
-def table(tmp_path: Path) -> Iterator[AuditTable]:
-    store = MetadataStore(f"sqlite:///{tmp_path / 'wharf.db'}")
+def table(database_url: str) -> Iterator[AuditTable]:
+    store = MetadataStore(database_url)
     yield store.audit
     store.close()
 

@@ -1,10 +1,9 @@
-"""The datasets table on a real SQLite file: records, the unique digest, deletes."""
+"""The datasets table on SQLite and PostgreSQL: records, the unique digest, deletes."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,8 +33,8 @@ def fields(**changes: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def table(tmp_path: Path) -> Any:
-    store = MetadataStore(f"sqlite:///{tmp_path / 'wharf.db'}")
+def table(database_url: str) -> Any:
+    store = MetadataStore(database_url)
     yield store.datasets
     store.close()
 

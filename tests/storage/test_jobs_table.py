@@ -1,9 +1,8 @@
-"""The jobs table on a real SQLite file: claiming, finishing and cancelling are conditional."""
+"""The jobs table on SQLite and PostgreSQL: claiming, finishing and cancelling are conditional."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -13,8 +12,8 @@ from wharf.storage.jobs import JobTable
 
 
 @pytest.fixture
-def table(tmp_path: Path) -> Iterator[JobTable]:
-    store = MetadataStore(f"sqlite:///{tmp_path / 'wharf.db'}")
+def table(database_url: str) -> Iterator[JobTable]:
+    store = MetadataStore(database_url)
     yield store.jobs
     store.close()
 
@@ -33,9 +32,8 @@ def test_a_job_round_trips(table: JobTable) -> None:
     assert table.get(job.id + 1) is None
 
 
-def test_claims_oldest_first_and_each_job_once(tmp_path: Path) -> None:
-    path = f"sqlite:///{tmp_path / 'wharf.db'}"
-    stores = [MetadataStore(path) for _ in range(4)]
+def test_claims_oldest_first_and_each_job_once(database_url: str) -> None:
+    stores = [MetadataStore(database_url) for _ in range(4)]
     try:
         ids = [stores[0].jobs.add("train", {"n": i}).id for i in range(20)]
         claimed: list[int] = []

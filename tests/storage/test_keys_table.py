@@ -1,10 +1,9 @@
-"""The API keys table on a real SQLite file: no secrets, conditional writes, one bootstrap key."""
+"""The API keys table on SQLite and PostgreSQL: no secrets, conditional writes, one bootstrap key."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -16,8 +15,8 @@ DIGEST = "ab" * 32
 
 
 @pytest.fixture
-def table(tmp_path: Path) -> Iterator[KeyTable]:
-    store = MetadataStore(f"sqlite:///{tmp_path / 'wharf.db'}")
+def table(database_url: str) -> Iterator[KeyTable]:
+    store = MetadataStore(database_url)
     yield store.keys
     store.close()
 
@@ -94,9 +93,8 @@ def test_add_if_none_adds_only_the_first_key(table: KeyTable) -> None:
     assert table.count() == 1
 
 
-def test_servers_starting_together_add_one_first_key(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'wharf.db'}"
-    stores = [MetadataStore(url) for _ in range(6)]
+def test_servers_starting_together_add_one_first_key(database_url: str) -> None:
+    stores = [MetadataStore(database_url) for _ in range(6)]
     try:
         pairs = iter([(store, f"{i:08x}") for i, store in enumerate(stores)])
 

@@ -1,9 +1,8 @@
-"""The metadata store on a real SQLite file: version numbering, transactions, deletes."""
+"""The metadata store on SQLite and PostgreSQL: version numbering, transactions, deletes."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,8 +36,8 @@ def fields(**changes: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Any:
-    store = MetadataStore(f"sqlite:///{tmp_path / 'wharf.db'}")
+def store(database_url: str) -> Any:
+    store = MetadataStore(database_url)
     yield store
     store.close()
 
@@ -53,6 +52,7 @@ def test_creates_its_tables(store: MetadataStore) -> None:
         "audit_log",
         "model_aliases",
         "registry_state",
+        "alembic_version",
     }
 
 
@@ -140,9 +140,8 @@ def test_warnings_and_artifact_use(store: MetadataStore) -> None:
     assert store.artifact_in_use("sha256/bb/two")
 
 
-def test_two_stores_share_one_database(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'wharf.db'}"
-    first, second = MetadataStore(url), MetadataStore(url)
+def test_two_stores_share_one_database(database_url: str) -> None:
+    first, second = MetadataStore(database_url), MetadataStore(database_url)
     try:
         first.add_version("iris", **fields())
         assert second.add_version("iris", **fields()).version == 2

@@ -184,6 +184,7 @@ def demo(state: State, force: bool) -> None:
         click.echo("demo models already registered")
 
 
+from wharf.cli import db as db  # noqa: E402  registers `wharf db upgrade` and `wharf db current`
 from wharf.cli import keys as keys  # noqa: E402  registers `wharf keys` and `wharf audit`
 from wharf.cli import models as models  # noqa: E402  registers `wharf models` and `wharf convert`
 from wharf.cli import training as training  # noqa: E402  registers `wharf train`, `datasets`, `jobs`

@@ -34,6 +34,7 @@ class Services:
     limiter: RateLimiter
 
     def close(self) -> None:
+        self.inference.stop()
         self.jobs.stop()
         self.registry.metadata.close()
 
@@ -46,7 +47,14 @@ def build_services(settings: Settings) -> Services:
     """Open the stores named by ``settings`` and wire the services."""
     settings.home.mkdir(parents=True, exist_ok=True)
     metadata = MetadataStore(settings.resolved_database_url)
-    artifacts = open_artifact_store(settings.resolved_artifacts)
+    artifacts = open_artifact_store(
+        settings.resolved_artifacts,
+        cache=settings.home / "cache" / "artifacts",
+        s3_endpoint_url=settings.s3_endpoint_url,
+        s3_region=settings.s3_region,
+        s3_access_key_id=settings.s3_access_key_id,
+        s3_secret_access_key=settings.s3_secret_access_key,
+    )
     registry = Registry(metadata, artifacts, trusted=settings.skops_trusted_types)
     inference = InferenceService(
         registry,
@@ -72,5 +80,5 @@ def build_services(settings: Settings) -> Services:
         jobs=jobs,
         keys=keys,
         audit=Audit(metadata.audit),
-        limiter=RateLimiter(settings.rate_limits, settings.rate_limit_storage),
+        limiter=RateLimiter(settings.rate_limits, settings.resolved_rate_limit_storage),
     )

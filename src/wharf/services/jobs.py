@@ -16,6 +16,7 @@ never run a job twice), starts ``python -m wharf.services.worker JOB`` for each,
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -86,6 +87,18 @@ class _Running:
     job_id: int
     process: subprocess.Popen[bytes]
     started: float = field(default_factory=time.monotonic)
+
+
+def worker_settings(settings: Settings) -> bytes:
+    """The settings a job's worker process reads on its stdin, as JSON.
+
+    The worker needs no key of its own (the admin key stays out), but it reads and writes the
+    artifact store, so the store's secret goes in revealed: a pipe to a child, never a file or a log.
+    """
+    data = settings.model_dump(mode="json", exclude={"admin_key"})
+    if settings.s3_secret_access_key is not None:
+        data["s3_secret_access_key"] = settings.s3_secret_access_key.get_secret_value()
+    return json.dumps(data).encode()
 
 
 class Jobs:
@@ -259,8 +272,7 @@ class Jobs:
                 # the worker sees its server gone within a heartbeat and fails the job itself
             )
             assert process.stdin is not None
-            # The worker needs no key of its own; a secret would not survive JSON anyway (masked).
-            process.stdin.write(self.settings.model_dump_json(exclude={"admin_key"}).encode())
+            process.stdin.write(worker_settings(self.settings))
             process.stdin.close()
         except OSError as exc:
             self.table.finish(job.id, "failed", error=f"The worker process did not start: {exc}.")

@@ -25,21 +25,19 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    create_engine,
     delete,
-    event,
     func,
     insert,
     select,
     update,
 )
-from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from wharf.errors import Conflict, VersionNotFound
+from wharf.storage import schema
+from wharf.storage.engine import open_engine
 
-SQLITE_BUSY_MS = 30_000
 ACTIVE = "active"
 ARCHIVED = "archived"
 STATUSES = (ACTIVE, ARCHIVED)
@@ -158,45 +156,20 @@ def _record(name: str, row: VersionRow, aliases: tuple[str, ...] = ()) -> Versio
     )
 
 
-def _sqlite_engine(url: str) -> Engine:
-    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_MS / 1000, "check_same_thread": False})
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy, not the driver, decide when transactions begin (SQLAlchemy's pysqlite recipe).
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        # Writers take the lock up front so two registrations never deadlock upgrading a read lock.
-        immediate = connection.get_execution_options().get("sqlite_immediate", False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    return engine
-
-
 class MetadataStore:
     """Models and versions in one relational database.
 
-    :param url: a SQLAlchemy URL; ``sqlite:///path`` or ``postgresql+psycopg://...``.
+    :param url: a SQLAlchemy URL; ``sqlite:///path`` or ``postgresql+psycopg://...``. An empty
+        database is given wharf's tables (see :mod:`wharf.storage.schema`).
+    :raises SchemaMismatch: the database is at another schema revision than this wharf's.
     """
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine = (
-            _sqlite_engine(url) if url.startswith("sqlite") else create_engine(url, pool_pre_ping=True)
-        )
+        self.engine = open_engine(url)
         writer = self.engine.execution_options(sqlite_immediate=True)
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(writer, expire_on_commit=False)
-        # In one write transaction: servers starting together on a fresh SQLite file queue here,
-        # where checking for tables in a read transaction and then creating them fails with
-        # "database is locked" in all but one of them.
         from wharf.storage.audit import AuditTable
         from wharf.storage.datasets import DatasetTable
         from wharf.storage.jobs import JobTable
@@ -206,10 +179,11 @@ class MetadataStore:
         self.jobs = JobTable(self)
         self.keys = KeyTable(self)
         self.audit = AuditTable(self)
-        with writer.begin() as connection:
-            Base.metadata.create_all(connection)
-            if connection.scalar(select(StateRow.id)) is None:
-                connection.execute(insert(StateRow).values(id=1, generation=0))
+        try:
+            schema.check(self.engine)  # an empty database is migrated to head; any other not at head refused
+        except BaseException:
+            self.engine.dispose()
+            raise
 
     def reading(self) -> Session:
         """A session for reads: ``with metadata.reading() as session``."""
@@ -223,6 +197,12 @@ class MetadataStore:
         self.engine.dispose()
 
     # -- writes ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _lock_model(session: Session, name: str) -> None:
+        """Lock ``name``'s row until the transaction ends, so alias moves, archives and deletes of one
+        model take turns (PostgreSQL's ``FOR UPDATE``; SQLite's writers already do)."""
+        session.execute(select(ModelRow.id).where(ModelRow.name == name).with_for_update())
 
     @staticmethod
     def _bump(session: Session) -> None:
@@ -302,13 +282,14 @@ class MetadataStore:
         :raises Conflict: archiving a version an alias points at.
         """
         with self._write.begin() as session:
+            self._lock_model(session, name)
             row = session.scalar(self._version_query(name).where(VersionRow.version == version))
             if row is None:
                 return None
             aliases = self._aliases_of(session, row.model_id).get(version, ())
             if status == ARCHIVED and aliases:
                 raise Conflict(
-                    f"{name}:{version} is where {_names(aliases)} point; move or delete "
+                    f"{name}:{version} is the target of {_names(aliases)}; move or delete "
                     f"{'them' if len(aliases) > 1 else 'it'} before archiving it.",
                     field="version",
                 )
@@ -323,13 +304,14 @@ class MetadataStore:
         :raises Conflict: an alias points at it.
         """
         with self._write.begin() as session:
+            self._lock_model(session, name)
             row = session.scalar(self._version_query(name).where(VersionRow.version == version))
             if row is None:
                 return None
             aliases = self._aliases_of(session, row.model_id).get(version, ())
             if aliases:
                 raise Conflict(
-                    f"{name}:{version} is where {_names(aliases)} point; move or delete "
+                    f"{name}:{version} is the target of {_names(aliases)}; move or delete "
                     f"{'them' if len(aliases) > 1 else 'it'} before deleting it.",
                     field="version",
                 )
@@ -348,6 +330,7 @@ class MetadataStore:
         :raises Conflict: an alias points at one of its versions.
         """
         with self._write.begin() as session:
+            self._lock_model(session, name)
             rows = session.scalars(self._version_query(name)).all()
             if rows:
                 aliases = sorted(
@@ -372,6 +355,7 @@ class MetadataStore:
         """
         now = datetime.now(UTC)
         with self._write.begin() as session:
+            self._lock_model(session, name)
             row = session.scalar(self._version_query(name).where(VersionRow.version == version))
             if row is None:
                 raise VersionNotFound(f"Model {name!r} has no version {version}.", field="version")
@@ -393,6 +377,7 @@ class MetadataStore:
     def delete_alias(self, name: str, alias: str) -> int | None:
         """Remove ``alias`` of ``name``; returns the version it pointed at, or None if it did not exist."""
         with self._write.begin() as session:
+            self._lock_model(session, name)
             model_id = select(ModelRow.id).where(ModelRow.name == name).scalar_subquery()
             found = session.execute(
                 delete(AliasRow)
