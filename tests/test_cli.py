@@ -195,8 +195,15 @@ def test_list_table_and_json(wharf: Any, iris_file: Path) -> None:
 
     rows = json.loads(ok(wharf("models", "list", "--json")).stdout)
     assert rows == [
-        {"name": "iris", "versions": 2, "latest": 2, "format": "joblib", "description": ""},
-        {"name": "other", "versions": 1, "latest": 1, "format": "joblib", "description": "second model"},
+        {"name": "iris", "versions": 2, "latest": 2, "aliases": {}, "format": "joblib", "description": ""},
+        {
+            "name": "other",
+            "versions": 1,
+            "latest": 1,
+            "aliases": {},
+            "format": "joblib",
+            "description": "second model",
+        },
     ]
 
 

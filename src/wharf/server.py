@@ -71,6 +71,7 @@ def serve(settings: Settings, on_ready: Callable[[str], None] | None = None) -> 
         services = app.extensions["wharf"]
         services.after_fork()
         services.inference.warm_loaded()
+        services.inference.watch()  # follow registrations and alias moves made anywhere
         services.jobs.start()  # each worker runs queued jobs (and fails those its predecessor left)
         return app
 

@@ -219,8 +219,9 @@ class Settings(BaseSettings):
     strict_versions: bool = False
     """Refuse to load a version made with another major.minor of its framework (else warn)."""
 
-    refresh_seconds: float = Field(2.0, ge=0)
-    """How long the server trusts its view of which version is latest before asking the registry."""
+    refresh_seconds: float = Field(0.5, ge=0)
+    """How often a server asks the registry whether anything it serves changed (a new version, an
+    alias moved, a version archived or deleted, in any replica); 0 asks on every request."""
 
     batch_max_rows: int = Field(1024, ge=1, le=100_000)
     """Most rows merged into one model call by adaptive batching; 1 turns batching off."""

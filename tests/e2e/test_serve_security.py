@@ -99,7 +99,7 @@ def test_the_first_start_prints_an_admin_key_once_and_it_works(tmp_path: Path, s
     for headers in (bearer(key), {"X-API-Key": key}):
         response = requests.get(f"{first.url}/v1/models", headers=headers, timeout=10)
         assert response.status_code == 200, response.text
-        assert response.json() == {"models": []}
+        assert response.json() == {"models": [], "total": 0}
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         assert "Strict-Transport-Security" not in response.headers
     assert first.stop() == 0

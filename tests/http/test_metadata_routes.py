@@ -72,7 +72,7 @@ def test_list_models(client: FlaskClient, served: dict[str, Trained]) -> None:
 def test_list_models_when_none_are_registered(client: FlaskClient) -> None:
     response = client.get("/v1/models")
     assert response.status_code == 200
-    assert response.get_json() == {"models": []}
+    assert response.get_json() == {"models": [], "total": 0}
 
 
 @pytest.mark.parametrize("name", ["iris", "iris_imputed", "reviews", "houses"])

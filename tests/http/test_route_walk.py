@@ -20,6 +20,7 @@ NORMAL = {
     "job_id": "1",
     "dataset_id": "1",
     "key_id": "0123abcd",
+    "alias": "production",
 }
 HOSTILE_PARAMS = {
     "name": [
@@ -33,12 +34,19 @@ HOSTILE_PARAMS = {
         "%C3%A9%E4%B8%AD",
         "a%20b",
         "-",
+        "iris@",
+        "iris@no-such-alias",
+        "iris@latest",
+        "iris@%00",
+        "iris@" + "a" * 300,
+        "@production",
     ],
     "version": ["0", "99", str(2**63 - 1), str(2**63), str(10**30)],
     "filename": ["../../../etc/passwd", "%2e%2e/%2e%2e/x", "x" * 300, "%00"],
     "job_id": ["0", "99", str(2**63), str(10**30)],
     "dataset_id": ["0", "99", str(2**63), str(10**30)],
     "key_id": ["zzzzzzzz", "a" * 300, "%00", "..", "%2e%2e%2f"],
+    "alias": ["latest", "Production", "a" * 300, "%00", "..", "1", "%C3%A9"],
 }
 CONVERTER = re.compile(r"<(?:[a-z]+:)?(\w+)>")
 

@@ -48,10 +48,11 @@ FILL = {
     "job_id": "1",
     "dataset_id": "1",
     "key_id": "0123abcd",
+    "alias": "production",
 }
 """A value for each URL parameter: the served iris model, ids that may or may not exist."""
 CONVERTER = re.compile(r"<(?:[a-z]+:)?(\w+)>")
-PROBED = ("GET", "POST", "PUT", "DELETE")
+PROBED = ("GET", "POST", "PUT", "PATCH", "DELETE")
 """HEAD follows GET; OPTIONS is the CORS preflight, answered without a key on purpose."""
 OTHER_ORIGIN = "https://evil.example"
 ORIGIN = "https://app.example"
@@ -169,10 +170,10 @@ ROLE_OF = {
     for role, endpoints in {
         PUBLIC: "healthz readyz openapi docs docs_asset",
         "reader": "list_models get_model model_stats list_versions get_version list_datasets get_dataset "
-        "list_jobs get_job",
+        "list_jobs get_job list_aliases",
         "predictor": "predict predict_version",
         "trainer": "upload_version convert_version set_fast unset_fast upload_dataset submit_job "
-        "cancel_job fit",
+        "cancel_job fit edit_version archive_version restore_version set_alias delete_alias",
         "admin": "delete_model delete_version delete_dataset list_keys create_key revoke_key audit_log",
     }.items()
     for endpoint in endpoints.split()

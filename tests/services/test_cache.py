@@ -206,6 +206,9 @@ def test_a_new_version_is_not_served_from_an_old_versions_entry(
     client = serve(cache_entries=2)
     app = client.application
     assert predict(client, body(0)) == {"model": "iris", "version": 1, "predictions": ["setosa"]}
+    # An alias keeps v1 a target, so it stays loaded (with its cache) when v2 becomes the latest;
+    # a version no name points at any more is unloaded, its cache with it.
+    app.extensions["wharf"].registry.set_alias("iris", "stable", 1)
     assert register(app, "iris", models["constant"][1]) == 2
 
     assert predict(client, body(0)) == {"model": "iris", "version": 2, "predictions": ["virginica"]}

@@ -385,8 +385,8 @@ def test_set_fast_picks_the_newest_verified_twin(svc: Services, cases: CaseBook)
 
 
 def test_inference_follows_the_answering_version(svc: Services, cases: CaseBook) -> None:
-    """With refresh_seconds=0 the inference service re-reads the record on every call, so a twin
-    set (or unset) elsewhere, without telling this service, is seen at once."""
+    """With refresh_seconds=0 the inference service checks the registry's generation on every call,
+    so a twin set (or unset) elsewhere, without telling this service, is seen at once."""
     case = cases["joblib-iris"]
     register(svc, case, "iris")
     svc.converter.convert("iris", 1, ConversionRequest("onnx"))
@@ -413,8 +413,7 @@ def test_a_deleted_twin_stops_answering(svc: Services, cases: CaseBook) -> None:
     body = json.dumps({"instances": case.rows}).encode()
     assert svc.inference.predict("iris", 1, body)["answered_by"] == 2
 
-    svc.registry.delete("iris", 2)
-    svc.inference.forget("iris", 2)  # what DELETE /v1/models/iris/versions/2 does
+    svc.registry.delete("iris", 2)  # seen at the next call: refresh_seconds is 0
 
     fresh = build_services(svc.settings)  # another worker, or this one restarted
     try:

@@ -30,12 +30,14 @@ def models_list(state: State, as_json: bool) -> None:
     rows = []
     for name in registry.names():
         versions = registry.versions(name)
-        latest = versions[-1] if versions else None
+        active = [v for v in versions if not v.archived]
+        latest = active[-1] if active else None
         rows.append(
             {
                 "name": name,
                 "versions": len(versions),
                 "latest": latest.version if latest else None,
+                "aliases": registry.aliases_of(name),
                 "format": latest.format if latest else "",
                 "description": latest.description if latest else "",
             }
@@ -178,6 +180,39 @@ def models_set_fast(state: State, ref: str, twin: int | None, off: bool) -> None
         if answered
         else f"{name}:{version} answers itself"
     )
+
+
+@models.command("alias")
+@click.argument("name")
+@click.argument("alias")
+@click.argument("version", type=int, required=False)
+@click.option("--delete", is_flag=True, help="Remove the alias.")
+@pass_state
+def models_alias(state: State, name: str, alias: str, version: int | None, delete: bool) -> None:
+    """Point ALIAS of NAME at VERSION (atomically; every server follows within a second), remove it
+    with --delete, or print where it points."""
+    registry = state.services.registry
+    if delete:
+        click.echo(f"{name}@{alias} removed (it pointed at v{registry.delete_alias(name, alias)})")
+    elif version is None:
+        click.echo(str(registry.resolve_alias(name, alias).version))
+    else:
+        previous = registry.set_alias(name, alias, version)
+        moved = f"moved from v{previous}" if previous is not None else "created"
+        click.echo(f"{name}@{alias} -> v{version} ({moved})")
+
+
+@models.command("archive")
+@click.argument("ref", metavar="NAME:VERSION")
+@click.option("--restore", is_flag=True, help="Make an archived version active again.")
+@pass_state
+def models_archive(state: State, ref: str, restore: bool) -> None:
+    """Archive a version (kept, never latest, answers nothing), or restore it."""
+    from wharf.services.registry import ACTIVE, ARCHIVED
+
+    name, version = _exact(ref)
+    record = state.services.registry.set_status(name, version, ACTIVE if restore else ARCHIVED)
+    click.echo(f"{name}:{version} is {record.status}")
 
 
 # -- convert ---------------------------------------------------------------------------------

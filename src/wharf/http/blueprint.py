@@ -23,6 +23,7 @@ from wharf.http.bodies import (
     json_body,
     json_response,
     media_type,
+    page,
     parse_json,
     query_arg,
     read_body,
@@ -50,7 +51,7 @@ from wharf.http.schemas import (
 from wharf.http.security import PUBLIC, note, principal
 from wharf.services.conversion import ConversionRequest
 from wharf.services.parity import Tolerance
-from wharf.services.registry import Registration
+from wharf.services.registry import STATUSES, Registration, parse_ref
 from wharf.storage import VersionRecord
 
 TRUE = frozenset({"1", "true", "yes", "on"})
@@ -61,9 +62,10 @@ def make_blueprint() -> Blueprint:
     bp = Blueprint(NAME, __name__, template_folder="templates")
     problems.register(bp)
     security.register(bp)
-    from wharf.http import datasets, jobs, keys  # their views use this module's helpers
+    from wharf.http import datasets, jobs, keys, lifecycle  # their views use this module's helpers
 
-    security.add_routes(bp, [*ROUTES, *datasets.ROUTES, *jobs.ROUTES, *keys.ROUTES])
+    routes = [*ROUTES, *lifecycle.ROUTES, *datasets.ROUTES, *jobs.ROUTES, *keys.ROUTES]
+    security.add_routes(bp, routes)
     return bp
 
 
@@ -113,23 +115,41 @@ def readyz() -> Any:
 # -- models ----------------------------------------------------------------------------------
 
 
-@documented("List the served models with their latest version.", tags=("models",), responses={200: ModelList})
+@documented(
+    "List the served models with their latest version, sorted by name; `search` keeps the names "
+    "containing it.",
+    tags=("models",),
+    responses={200: ModelList},
+    query={
+        "search": "Part of the name, any case.",
+        "limit": "Most models in the answer (default 100).",
+        "offset": "Models to skip.",
+    },
+)
 def list_models() -> Any:
     svc = services()
+    search = query_arg("search")
+    limit, offset = page()
+    names = principal().visible(svc.inference.served_names(search))
     models = []
-    for name in principal().visible(svc.inference.served_names()):
+    for name in names[offset : offset + limit]:
         try:
-            models.append(_model_json(svc.registry.versions(name)))
+            models.append(_model_json(name, svc.registry.versions(name), svc.registry.aliases_of(name)))
         except ModelNotFound:
             continue  # deleted since the names were read
-    return json_response({"models": models})
+    return json_response({"models": models, "total": len(names)})
 
 
-def _model_json(versions: list[VersionRecord]) -> dict[str, Any]:
+def _model_json(name: str, versions: list[VersionRecord], aliases: dict[str, int]) -> dict[str, Any]:
     """A model as the API shows it, from its versions (oldest first, at least one)."""
-    latest = versions[-1]
+    active = [v for v in versions if not v.archived]
+    latest = active[-1] if active else None
     body = Model(
-        name=latest.name, latest_version=latest.version, versions=len(versions), latest=Version.of(latest)
+        name=name,
+        latest_version=latest.version if latest else None,
+        versions=len(versions),
+        latest=Version.of(latest) if latest else None,
+        aliases=aliases,
     )
     return body.model_dump(mode="json")
 
@@ -142,7 +162,7 @@ def _model_json(versions: list[VersionRecord]) -> dict[str, Any]:
 def get_model(name: str) -> Any:
     svc = services()
     svc.inference.check_served(name)
-    return json_response(_model_json(svc.registry.versions(name)))
+    return json_response(_model_json(name, svc.registry.versions(name), svc.registry.aliases_of(name)))
 
 
 @documented("Delete a model and all its versions.", tags=("models",), responses={200: Deleted})
@@ -150,7 +170,7 @@ def delete_model(name: str) -> Any:
     svc = services()
     svc.inference.check_served(name)
     deleted = svc.registry.delete(name)
-    svc.inference.forget(name)
+    svc.inference.sync()
     return json_response({"name": name, "deleted": [r.version for r in deleted]})
 
 
@@ -165,11 +185,35 @@ def model_stats(name: str) -> Any:
     return json_response({"name": name, "versions": svc.inference.stats(name)})
 
 
-@documented("All versions of a model, oldest first.", tags=("versions",), responses={200: VersionList})
+@documented(
+    "A model's versions, oldest first; `status` and `tag` keep those that match.",
+    tags=("versions",),
+    responses={200: VersionList},
+    query={
+        "status": "active or archived.",
+        "tag": "`key:value` (that tag with that value) or `key` (has that tag).",
+        "limit": "Most versions in the answer (default 100).",
+        "offset": "Versions to skip.",
+    },
+)
 def list_versions(name: str) -> Any:
     svc = services()
     svc.inference.check_served(name)
-    return json_response({"name": name, "versions": [_version_json(r) for r in svc.registry.versions(name)]})
+    status = query_arg("status")
+    if status is not None and status not in STATUSES:
+        raise InvalidInput(
+            f"Query parameter 'status' must be one of {list(STATUSES)}; got {status[:40]!r}.", field="status"
+        )
+    tag = query_arg("tag")
+    limit, offset = page()
+    versions = svc.registry.versions(name)
+    if status is not None:
+        versions = [v for v in versions if v.status == status]
+    if tag is not None:
+        key, has_value, value = tag.partition(":")
+        versions = [v for v in versions if key in v.tags and (not has_value or v.tags[key] == value)]
+    body = {"name": name, "versions": [_version_json(r) for r in versions[offset : offset + limit]]}
+    return json_response({**body, "total": len(versions)})
 
 
 @documented(
@@ -186,7 +230,7 @@ def delete_version(name: str, version: int) -> Any:
     svc = services()
     svc.inference.check_served(name)
     deleted = svc.registry.delete(name, version)
-    svc.inference.forget(name, version)
+    svc.inference.sync()
     return json_response({"name": name, "deleted": [r.version for r in deleted]})
 
 
@@ -226,7 +270,7 @@ def upload_version(name: str) -> Any:
             if exc.field and exc.field.startswith("signature"):
                 exc.field = f"metadata.{exc.field}"  # the signature came in the metadata part
             raise
-    svc.inference.forget_latest(name)  # loaded versions stay loaded; "latest" moved
+    svc.inference.sync()  # this worker answers with it from now on; the others within refresh_seconds
     location = url_for(f"{NAME}.get_version", name=name, version=record.version)
     return json_response(_version_json(record), status=201, headers={"Location": location})
 
@@ -274,7 +318,7 @@ def convert_version(name: str, version: int) -> Any:
             force=body.force,
         ),
     )
-    svc.inference.forget_latest(name)
+    svc.inference.sync()
     location = url_for(f"{NAME}.get_version", name=name, version=record.version)
     return json_response(_version_json(record), status=201, headers={"Location": location})
 
@@ -293,7 +337,7 @@ def set_fast(name: str, version: int) -> Any:
         data = parse_json(read_body(svc.settings.max_body_bytes))
         twin = validated(FastRequest, data, "request", "body", '{"twin": 3}').twin
     record = svc.converter.set_fast(name, version, twin)
-    svc.inference.forget(name, version)
+    svc.inference.sync()
     return json_response(_version_json(record))
 
 
@@ -302,7 +346,7 @@ def unset_fast(name: str, version: int) -> Any:
     svc = services()
     svc.inference.check_served(name)
     record = svc.converter.unset_fast(name, version)
-    svc.inference.forget(name, version)
+    svc.inference.sync()
     return json_response(_version_json(record))
 
 
@@ -313,7 +357,8 @@ PREDICT_MEDIA = ("application/json", "text/csv")
 
 
 @documented(
-    "Predict with the latest version.",
+    "Predict with the latest active version, or with where an alias points: `{name}@{alias}` "
+    "(`iris@production`). The answer names the version that made it.",
     tags=("predict",),
     responses={200: Prediction},
     body=PredictRequest,
@@ -321,7 +366,8 @@ PREDICT_MEDIA = ("application/json", "text/csv")
     query=PREDICT_QUERY,
 )
 def predict(name: str) -> Any:
-    return _predict(name, None)
+    model, alias = parse_ref(name) if "@" in name else (name, None)
+    return _predict(model, None, alias)
 
 
 @documented(
@@ -333,17 +379,25 @@ def predict(name: str) -> Any:
     query=PREDICT_QUERY,
 )
 def predict_version(name: str, version: int) -> Any:
-    return _predict(name, version)
+    if "@" in name:
+        raise InvalidInput(
+            f"{name[:140]!r} names an alias and the URL a version: use /v1/models/{{name}}@{{alias}}/predict "
+            "or /v1/models/{name}/versions/{version}/predict.",
+            field="name",
+        )
+    return _predict(name, version, None)
 
 
-def _predict(name: str, version: int | None) -> Any:
+def _predict(name: str, version: int | None, alias: str | None) -> Any:
     svc = services()
     kind = media_type()
     if not is_json(kind) and kind not in CSV_TYPES:
         raise unsupported(JSON_TYPES[:1] + CSV_TYPES)
     data = read_body(svc.settings.max_body_bytes)
     probabilities = _flag("probabilities")
-    result = svc.inference.predict(name, version, data, csv=kind in CSV_TYPES, probabilities=probabilities)
+    result = svc.inference.predict(
+        name, version, data, csv=kind in CSV_TYPES, probabilities=probabilities, alias=alias
+    )
     return json_response(result)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from pydantic.json_schema import SkipJsonSchema
 
 from wharf.services.registry import ANSWERED_BY, LINEAGE, METRICS, PARITY, RESERVED_METADATA, TRAINING
@@ -73,6 +73,10 @@ class Version(BaseModel):
     answered_by: int | None = Field(
         None, description="The verified ONNX twin that answers predictions for this version (set-fast)."
     )
+    status: Literal["active", "archived"] = Field(
+        "active", description="Archived versions are kept but never latest, aliased or served."
+    )
+    aliases: list[str] = Field(default_factory=list, description="The aliases that point at this version.")
 
     @classmethod
     def of(cls, record: VersionRecord) -> Version:
@@ -99,6 +103,8 @@ class Version(BaseModel):
             training=record.extra.get(TRAINING),
             parity=record.extra.get(PARITY),
             answered_by=record.extra.get(ANSWERED_BY),
+            status=record.status,
+            aliases=list(record.aliases),
         )
 
 
@@ -106,13 +112,15 @@ class Model(BaseModel):
     """A model: a name and its versions."""
 
     name: str
-    latest_version: int | None
-    versions: int = Field(description="How many versions it has.")
+    latest_version: int | None = Field(description="The newest active version (null: all are archived).")
+    versions: int = Field(description="How many versions it has, archived ones included.")
     latest: Version | None
+    aliases: dict[str, int] = Field(default_factory=dict, description="Alias -> the version it points at.")
 
 
 class ModelList(BaseModel):
     models: list[Model]
+    total: int = Field(description="Models matching the query, on every page.")
 
 
 class BatchingStats(BaseModel):
@@ -146,6 +154,38 @@ class ModelStats(BaseModel):
 class VersionList(BaseModel):
     name: str
     versions: list[Version]
+    total: int = Field(description="Versions matching the query, on every page.")
+
+
+class VersionEdit(BaseModel):
+    """Changes to a version's description and tags; what is left out stays."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = Field(None, max_length=10_000, description="Replaces the description.")
+    tags: dict[str, str | None] | None = Field(
+        None, description="Merged into the tags; a null value removes that tag."
+    )
+
+
+class AliasRequest(BaseModel):
+    """Where an alias should point."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: StrictInt = Field(ge=1, description="An active version of the model.")
+
+
+class Alias(BaseModel):
+    name: str
+    alias: str
+    version: int = Field(description="The version it points at now.")
+    previous: int | None = Field(None, description="Where it pointed before (null: it is new).")
+
+
+class AliasList(BaseModel):
+    name: str
+    aliases: dict[str, int] = Field(description="Alias -> the version it points at.")
 
 
 class Deleted(BaseModel):

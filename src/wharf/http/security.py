@@ -113,7 +113,7 @@ def check_request() -> None:
     if permission is None:  # a route registered without add_routes: refuse rather than guess
         raise WharfError(f"The route {endpoint!r} declares no permission.")
     model = (request.view_args or {}).get("name")
-    caller.require(permission, model if isinstance(model, str) else None)
+    caller.require(permission, model.partition("@")[0] if isinstance(model, str) else None)
 
 
 def secure(response: Response) -> Response:
@@ -160,7 +160,7 @@ def _cors(response: Response) -> None:
     headers["Access-Control-Expose-Headers"] = "Location, Retry-After"
     if request.method == "OPTIONS":
         headers["Access-Control-Allow-Headers"] = "Authorization, X-API-Key, Content-Type"
-        headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, DELETE"
+        headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, PATCH, DELETE"
         headers["Access-Control-Max-Age"] = CORS_MAX_AGE
 
 

@@ -1,8 +1,14 @@
 """Inference: the cache of loaded versions, and predict from a request body to a response.
 
 Versions are loaded once, checked against the framework version they were made with, and kept
-with their compiled :class:`~wharf.services.decoding.Decoder`. Which version is "latest" is
-looked up in the registry at most every ``refresh_seconds``.
+with their compiled :class:`~wharf.services.decoding.Decoder`.
+
+What each name serves (its latest active version, and each alias's version) is held in two routing
+tables, read from the registry when its generation counter moves: a watcher thread polls it every
+``refresh_seconds`` in a server (or, without one, the first request after that long does). A new
+target is loaded and warmed before the tables switch to it, so a rollout across replicas (moving
+``production`` from v1 to v2) never sends a request to a model that is still loading, and the
+requests in flight finish on the version they started with.
 """
 
 from __future__ import annotations
@@ -14,12 +20,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from wharf import runtimes
-from wharf.errors import IncompatibleVersion, InvalidInput, ModelError, ModelNotFound, WharfError
+from wharf.errors import (
+    Conflict,
+    IncompatibleVersion,
+    InvalidInput,
+    ModelError,
+    ModelNotFound,
+    WharfError,
+)
 from wharf.runtimes.base import Predictor, Runtime
 from wharf.services.batching import BatchingRuntime, BatchPolicy
 from wharf.services.cache import PredictionCache
@@ -29,6 +42,10 @@ from wharf.settings import ModelOptions
 from wharf.storage import VersionRecord
 
 log = logging.getLogger("wharf.inference")
+RETRY_SECONDS = 5.0
+"""How often a target that failed to load (its artifact store away, say) is tried again."""
+Ref = TypeVar("Ref", str, tuple[str, str])
+"""A routing table's key: a model's name, or ``(name, alias)``."""
 
 
 def major_minor(version: str) -> tuple[str, ...]:
@@ -45,9 +62,6 @@ class ServedModel:
     cache: PredictionCache | None = None
     answered_by: int | None = None
     """The verified twin whose runtime answers for this version (``wharf models set-fast``)."""
-    fresh_until: float = 0.0
-    """Until when (monotonic) the record is trusted; then it is read again, so a delete or a new
-    answering twin made by another worker or replica is seen."""
 
     @property
     def name(self) -> str:
@@ -86,6 +100,11 @@ def _finite(values: np.ndarray) -> np.ndarray:
     return values
 
 
+def _targets(latest: dict[str, int], aliases: dict[tuple[str, str], int]) -> set[tuple[str, int]]:
+    """The versions the routing tables point at."""
+    return {*latest.items(), *((name, version) for (name, _), version in aliases.items())}
+
+
 class InferenceService:
     """Loads versions on first use and answers predictions.
 
@@ -103,7 +122,7 @@ class InferenceService:
         *,
         max_rows: int,
         strict_versions: bool = False,
-        refresh_seconds: float = 2.0,
+        refresh_seconds: float = 0.5,
         models: tuple[str, ...] = (),
         options: Callable[[str], ModelOptions],
         queue_timeout: float = 0.0,
@@ -116,19 +135,29 @@ class InferenceService:
         self.refresh_seconds = refresh_seconds
         self.models = frozenset(models)
         self._loaded: dict[tuple[str, int], ServedModel] = {}
-        self._latest: dict[str, tuple[int, float]] = {}
+        self._latest: dict[str, int] = {}
+        self._aliases: dict[tuple[str, str], int] = {}
+        """The routing tables: replaced whole (never changed in place) when the registry moves."""
+        self._generation: int | None = None
+        self._unloaded: set[tuple[str, int]] = set()
+        """Targets that failed to load at the last sync: tried again every RETRY_SECONDS."""
+        self._retry_at = 0.0
+        self._next_sync = 0.0
+        self._sync_lock = threading.Lock()
         self._lock = threading.Lock()
         self._key_locks: dict[tuple[str, int], threading.Lock] = {}
+        self._watcher: threading.Thread | None = None
+        self._stop = threading.Event()
         self.ready = threading.Event()
         self.warm_on_load = True
-        self.failed: list[str] = []
         """Predict once on the example row when a version loads (off in a server's master process,
         where no model may start its thread pools before the workers fork)."""
+        self.failed: list[str] = []
 
     # -- lookup ------------------------------------------------------------------------------
 
-    def served_names(self) -> list[str]:
-        names = self.registry.names()
+    def served_names(self, search: str | None = None) -> list[str]:
+        names = self.registry.search(search)
         return [n for n in names if n in self.models] if self.models else names
 
     def check_served(self, name: str) -> None:
@@ -136,20 +165,36 @@ class InferenceService:
         if self.models and name not in self.models:
             raise ModelNotFound(f"No model named {name!r} is served here.", field="name")
 
-    def model(self, name: str, version: int | None = None) -> ServedModel:
-        """The loaded version (latest when ``version`` is None), loading it on first use."""
+    def model(self, name: str, version: int | None = None, alias: str | None = None) -> ServedModel:
+        """The loaded version that answers for ``name``: version ``version``, or where ``alias``
+        points, or the latest active one; loaded on first use.
+
+        :raises ModelNotFound, VersionNotFound, AliasNotFound: nothing by that name.
+        :raises Conflict: ``version`` is archived.
+        """
         self.check_served(name)
-        if version is None:
-            version = self._latest_version(name)
-        key = (name, version)
-        served = self._loaded.get(key)
-        if served is not None:
-            if served.fresh_until > time.monotonic():
-                return served
-            served = self._recheck(served)
-            if served is not None:
-                return served
+        if self._watcher is None and time.monotonic() >= self._next_sync:
+            self.sync(wait=False)  # one request reads the registry; the others go on meanwhile
+        if alias is not None:
+            version = self._aliases.get((name, alias))
+            if version is None:  # not in the tables: unknown, or made since the last sync
+                version = self.registry.resolve_alias(name, alias).version
+        elif version is None:
+            version = self._latest.get(name)
+            if version is None:
+                version = self.registry.latest(name).version
+        served = self._loaded.get((name, version))
+        return served if served is not None else self._load_version(name, version)
+
+    def _load_version(self, name: str, version: int) -> ServedModel:
         record = self.registry.get(name, version)  # unknown names and versions stop here
+        if record.archived:
+            raise Conflict(
+                f"{name}:{version} is archived: it answers no predictions. Restore it (POST "
+                f"/v1/models/{name}/versions/{version}/restore) or predict with another version.",
+                field="version",
+            )
+        key = (name, version)
         with self._lock:
             key_lock = self._key_locks.setdefault(key, threading.Lock())
         with key_lock:
@@ -160,43 +205,119 @@ class InferenceService:
                     self._loaded[key] = served
         return served
 
-    def _recheck(self, served: ServedModel) -> ServedModel | None:
-        """``served`` if its record still says the same, else None (dropped from the cache).
+    # -- following the registry ----------------------------------------------------------------
 
-        :raises VersionNotFound: the version was deleted meanwhile.
+    def sync(self, *, wait: bool = True) -> bool:
+        """Read the registry's routes again if its generation moved; returns whether it had.
+
+        New targets are loaded (and warmed) first; then both tables switch in one assignment each.
+        Loaded versions that were deleted, archived or changed are dropped (a changed one is loaded
+        again), as are those no route points at any more. A target that fails to load is logged; its
+        name (or alias) keeps answering with the version it answered with before, or, with none, is
+        listed in ``failed`` (``/readyz`` reports those); it is tried again every RETRY_SECONDS.
+
+        :param wait: when another thread is already reading the registry, wait for it (else return).
         """
-        key = (served.name, served.version)
+        if not self._sync_lock.acquire(blocking=wait):
+            return False
         try:
-            record = self.registry.get(*key)
-        except WharfError:
-            self.forget(*key)
-            raise
-        if record.extra.get(ANSWERED_BY) != served.answered_by or record.sha256 != served.record.sha256:
-            self.forget(*key)
-            return None
-        served.fresh_until = time.monotonic() + self.refresh_seconds
-        return served
+            return self._sync()
+        finally:
+            self._sync_lock.release()
 
-    def _latest_version(self, name: str) -> int:
-        cached = self._latest.get(name)
+    def _sync(self) -> bool:
         now = time.monotonic()
-        if cached is not None and cached[1] > now:
-            return cached[0]
-        number = self.registry.get(name).version
-        self._latest[name] = (number, now + self.refresh_seconds)
-        return number
+        self._next_sync = now + self.refresh_seconds
+        generation = self.registry.metadata.generation()
+        if generation == self._generation and not (self._unloaded and now >= self._retry_at):
+            return False
+        latest, aliases = self.registry.metadata.routes()
+        if self.models:
+            latest = {n: v for n, v in latest.items() if n in self.models}
+            aliases = {k: v for k, v in aliases.items() if k[0] in self.models}
+        for key in self._stale():
+            self._drop(key)
+        failed = set()
+        for key in sorted(_targets(latest, aliases) - self._loaded.keys()):
+            try:
+                self._load_version(*key)
+            except Exception:
+                log.exception("could not load %s:%s", *key)
+                failed.add(key)
+        unanswered = {
+            *self._fall_back(latest, self._latest, failed, lambda name: name),
+            *self._fall_back(aliases, self._aliases, failed, lambda ref: ref[0]),
+        }
+        retired = _targets(self._latest, self._aliases)
+        self._latest, self._aliases = latest, aliases
+        for key in retired - _targets(latest, aliases):
+            self._drop(key)  # requests in flight keep their reference; the next load is fresh
+        self.failed = sorted(unanswered)
+        self._unloaded, self._retry_at = failed, now + RETRY_SECONDS
+        self._generation = generation
+        return True
 
-    def forget_latest(self, name: str) -> None:
-        """Ask the registry again which version of ``name`` is latest (after a registration)."""
-        self._latest.pop(name, None)
+    def _fall_back(
+        self,
+        table: dict[Ref, int],
+        previous: dict[Ref, int],
+        failed: set[tuple[str, int]],
+        name_of: Callable[[Ref], str],
+    ) -> set[str]:
+        """Point each entry of ``table`` whose target failed to load back at the version it had, if
+        that one is loaded; returns the names left with nothing to answer with."""
+        unanswered = set()
+        for ref, number in list(table.items()):
+            name = name_of(ref)
+            if (name, number) not in failed:
+                continue
+            if ref in previous and (name, previous[ref]) in self._loaded:
+                table[ref] = previous[ref]
+                log.warning("%s keeps answering with v%s", ref, previous[ref])
+            else:
+                unanswered.add(name)
+        return unanswered
 
-    def forget(self, name: str, version: int | None = None) -> None:
-        """Drop cached state of ``name`` (after a delete or a new registration)."""
+    def _stale(self) -> list[tuple[str, int]]:
+        """Loaded versions whose record was deleted, archived or changed since they were loaded."""
+        stale = []
+        for key, served in list(self._loaded.items()):
+            record = self.registry.metadata.version(*key)
+            changed = (
+                record is None
+                or record.archived
+                or record.sha256 != served.record.sha256
+                or record.extra.get(ANSWERED_BY) != (served.record.extra.get(ANSWERED_BY))
+            )
+            if changed:
+                stale.append(key)
+        return stale
+
+    def _drop(self, key: tuple[str, int]) -> None:
         with self._lock:
-            self._latest.pop(name, None)
-            for key in [k for k in self._loaded if k[0] == name and version in (None, k[1])]:
-                del self._loaded[key]
-                self._key_locks.pop(key, None)
+            self._loaded.pop(key, None)
+            self._key_locks.pop(key, None)
+
+    def watch(self) -> None:
+        """Follow the registry from a daemon thread (in each server worker, after the fork)."""
+        if self._watcher is not None or self.refresh_seconds <= 0:
+            return
+        self._stop.clear()
+        self._watcher = threading.Thread(target=self._watch, name="wharf-registry-watcher", daemon=True)
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.refresh_seconds):
+            try:
+                self.sync()
+            except Exception:  # the database is away: keep serving what is loaded, try again
+                log.exception("could not read the registry")
+
+    def stop(self) -> None:
+        self._stop.set()
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.join(timeout=5)
 
     def _load(self, record: VersionRecord) -> ServedModel:
         started = time.perf_counter()
@@ -227,7 +348,6 @@ class InferenceService:
             Decoder(runtime.signature, self.max_rows),
             cache,
             answered_by=answering.version if answering is not record else None,
-            fresh_until=time.monotonic() + self.refresh_seconds,
         )
         if self.warm_on_load:
             self._warm(served)
@@ -300,26 +420,20 @@ class InferenceService:
             self._warm(served)
 
     def preload(self) -> None:
-        """Load the latest version of every served model, then mark the service ready.
+        """Load what every served name answers with (latest and aliases), then mark ready.
 
         A model that fails to load is logged and listed in ``failed``; ``/readyz`` reports it.
         """
-        for name in self.served_names():
-            try:
-                self.model(name)
-            except Exception:
-                log.exception("could not load model %s", name)
-                self.failed.append(name)
+        self._generation = None
+        self.sync()
         self.ready.set()
 
     def retry_failed(self) -> list[str]:
-        """Try again to load the models that failed at preload; returns those still failing."""
-        for name in list(self.failed):
-            try:
-                self.model(name)
-            except WharfError:
-                continue
-            self.failed.remove(name)
+        """Read the registry again and load what failed; returns the names left answering nothing."""
+        if self.failed or self._unloaded:
+            with self._sync_lock:
+                self._generation = None
+            self.sync()
         return list(self.failed)
 
     # -- predict -----------------------------------------------------------------------------
@@ -332,6 +446,7 @@ class InferenceService:
         *,
         csv: bool = False,
         probabilities: bool = False,
+        alias: str | None = None,
     ) -> dict[str, Any]:
         """Decode ``data``, predict and shape the response.
 
@@ -339,7 +454,7 @@ class InferenceService:
         :param probabilities: add class probabilities (classifiers only).
         :returns: ``{"model", "version", "predictions"}`` plus ``"probabilities"`` and ``"classes"``.
         """
-        served = self.model(name, version)
+        served = self.model(name, version, alias)
         # A 16-byte digest, not the body: a cache of large bodies would hold every one of them.
         key = (csv, probabilities, hashlib.blake2b(data, digest_size=16).digest()) if served.cache else None
         if served.cache is not None and (hit := served.cache.get(key)) is not None:

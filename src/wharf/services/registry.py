@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from wharf import runtimes
 from wharf.errors import (
+    AliasNotFound,
     ArtifactMismatch,
     InvalidInput,
     ModelNotFound,
@@ -29,8 +30,14 @@ from wharf.errors import (
 from wharf.runtimes.base import Runtime
 from wharf.signature import Signature
 from wharf.storage import ArtifactStore, MetadataStore, VersionRecord
+from wharf.storage.metadata import ACTIVE as ACTIVE  # a version's states, for the layers above
+from wharf.storage.metadata import ARCHIVED as ARCHIVED
+from wharf.storage.metadata import STATUSES as STATUSES
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+RESERVED_ALIASES = frozenset({"latest"})
+"""``latest`` always means the newest active version; no alias may hide it."""
 HEAD_BYTES = 4096
 MAX_VERSION = 2**63 - 1
 """Version numbers are 64-bit integers in every database."""
@@ -45,6 +52,25 @@ def check_name(name: str) -> str:
             field="name",
         )
     return name
+
+
+def check_alias(alias: str) -> str:
+    """:raises InvalidInput: ``alias`` is not a valid alias name."""
+    if not ALIAS_PATTERN.match(alias) or alias in RESERVED_ALIASES:
+        reason = "is reserved" if alias in RESERVED_ALIASES else "is not a valid alias"
+        raise InvalidInput(
+            f"{alias[:70]!r} {reason}: use 1-64 lowercase letters, digits, '_' or '-', starting with a "
+            "letter (production, staging, canary).",
+            field="alias",
+        )
+    return alias
+
+
+def parse_ref(ref: str) -> tuple[str, str | None]:
+    """``name`` or ``name@alias`` (how a predict URL names what answers) as ``(name, alias)``."""
+    name, at, alias = ref.partition("@")
+    check_name(name)
+    return name, (check_alias(alias) if at else None)
 
 
 def parse_signature(value: Any, field: str = "signature") -> Signature | None:
@@ -219,22 +245,103 @@ class Registry:
         return versions
 
     def get(self, name: str, version: int | None = None) -> VersionRecord:
-        """One version (the latest when ``version`` is None).
+        """One version (the latest active one when ``version`` is None).
 
         :raises ModelNotFound: no such model, or it has no versions.
         :raises VersionNotFound: the model has no version ``version``.
         """
-        if version is not None and not 0 <= version <= MAX_VERSION:
+        if version is None:
+            return self.latest(name)
+        if not 0 <= version <= MAX_VERSION:
             raise VersionNotFound(f"Model {name!r} has no version {version}.", field="version")
         record = self.metadata.version(name, version)
         if record is not None:
             return record
-        if version is None or not self.metadata.model_exists(name):
+        if not self.metadata.model_exists(name):
             raise ModelNotFound(self._unknown(name), field="name")
         numbers = [v.version for v in self.metadata.versions(name)]
         raise VersionNotFound(
             f"Model {name!r} has no version {version}; it has {numbers or 'none'}.", field="version"
         )
+
+    def latest(self, name: str) -> VersionRecord:
+        """The newest active version; :raises ModelNotFound: or VersionNotFound when all are archived."""
+        record = self.metadata.version(name)
+        if record is not None:
+            return record
+        archived = [v.version for v in self.metadata.versions(name)]
+        if not archived:
+            raise ModelNotFound(self._unknown(name), field="name")
+        raise VersionNotFound(
+            f"Every version of {name!r} is archived ({archived}); restore one (POST "
+            f"/v1/models/{name}/versions/{archived[-1]}/restore) or name a version.",
+            field="version",
+        )
+
+    def search(self, search: str | None = None) -> list[str]:
+        """Names of the models containing ``search`` (case-insensitive), sorted."""
+        return self.metadata.model_names(search)
+
+    def edit(
+        self, name: str, version: int, *, description: str | None, tags: dict[str, str | None] | None
+    ) -> VersionRecord:
+        """Change a version's description and tags (a None tag value removes the tag)."""
+        self.get(name, version)
+        record = self.metadata.edit_version(name, version, description=description, tags=tags)
+        if record is None:  # deleted between the two
+            raise VersionNotFound(f"Model {name!r} has no version {version}.", field="version")
+        return record
+
+    def set_status(self, name: str, version: int, status: str) -> VersionRecord:
+        """Archive (``archived``) or restore (``active``) a version.
+
+        An archived version stays registered (its lineage, metrics and artifact are kept) but is
+        never ``latest``, no alias may point at it, and it answers no predictions.
+
+        :raises Conflict: archiving a version an alias points at.
+        """
+        assert status in (ACTIVE, ARCHIVED)
+        self.get(name, version)
+        record = self.metadata.set_status(name, version, status)
+        if record is None:
+            raise VersionNotFound(f"Model {name!r} has no version {version}.", field="version")
+        return record
+
+    def aliases(self, name: str) -> dict[str, int]:
+        """``name``'s aliases; :raises ModelNotFound:."""
+        self.versions(name)
+        return self.metadata.aliases(name)
+
+    def aliases_of(self, name: str) -> dict[str, int]:
+        """``name``'s aliases, with no check that the model exists (none for an unknown name)."""
+        return self.metadata.aliases(name)
+
+    def set_alias(self, name: str, alias: str, version: int) -> int | None:
+        """Point ``alias`` at ``version`` (atomically); returns where it pointed before."""
+        check_alias(alias)
+        self.get(name, version)
+        return self.metadata.set_alias(name, alias, version)
+
+    def delete_alias(self, name: str, alias: str) -> int:
+        """Remove ``alias``; returns the version it pointed at.  :raises AliasNotFound:."""
+        check_alias(alias)
+        self.versions(name)
+        previous = self.metadata.delete_alias(name, alias)
+        if previous is None:
+            raise AliasNotFound(self._unknown_alias(name, alias), field="alias")
+        return previous
+
+    def resolve_alias(self, name: str, alias: str) -> VersionRecord:
+        """The version ``alias`` of ``name`` points at; :raises AliasNotFound:."""
+        aliases = self.aliases(name)
+        if alias not in aliases:
+            raise AliasNotFound(self._unknown_alias(name, alias, aliases), field="alias")
+        return self.get(name, aliases[alias])
+
+    def _unknown_alias(self, name: str, alias: str, aliases: dict[str, int] | None = None) -> str:
+        known = sorted(self.metadata.aliases(name) if aliases is None else aliases)
+        listed = f" Its aliases: {', '.join(known)}." if known else " It has no aliases."
+        return f"Model {name!r} has no alias {alias!r}." + (suggest(alias, known) or listed)
 
     def delete(self, name: str, version: int | None = None) -> list[VersionRecord]:
         """Delete one version, or the whole model when ``version`` is None."""
