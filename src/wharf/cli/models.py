@@ -11,7 +11,7 @@ import click
 
 from wharf.cli.base import State, WharfGroup, _exact, cli, echo_json, parse_ref, pass_state
 from wharf.errors import InvalidInput, MalformedBody, ParityFailed
-from wharf.services.registry import Registration, known_formats, parse_signature
+from wharf.services.registry import Registration, known_formats, newest_active, parse_signature
 
 # -- models ----------------------------------------------------------------------------------
 
@@ -30,8 +30,7 @@ def models_list(state: State, as_json: bool) -> None:
     rows = []
     for name in registry.names():
         versions = registry.versions(name)
-        active = [v for v in versions if not v.archived]
-        latest = active[-1] if active else None
+        latest = newest_active(versions)
         rows.append(
             {
                 "name": name,

@@ -51,7 +51,7 @@ from wharf.http.schemas import (
 from wharf.http.security import PUBLIC, note, principal
 from wharf.services.conversion import ConversionRequest
 from wharf.services.parity import Tolerance
-from wharf.services.registry import STATUSES, Registration, parse_ref
+from wharf.services.registry import Registration, newest_active, parse_ref
 from wharf.storage import VersionRecord
 
 TRUE = frozenset({"1", "true", "yes", "on"})
@@ -142,8 +142,7 @@ def list_models() -> Any:
 
 def _model_json(name: str, versions: list[VersionRecord], aliases: dict[str, int]) -> dict[str, Any]:
     """A model as the API shows it, from its versions (oldest first, at least one)."""
-    active = [v for v in versions if not v.archived]
-    latest = active[-1] if active else None
+    latest = newest_active(versions)
     body = Model(
         name=name,
         latest_version=latest.version if latest else None,
@@ -199,19 +198,8 @@ def model_stats(name: str) -> Any:
 def list_versions(name: str) -> Any:
     svc = services()
     svc.inference.check_served(name)
-    status = query_arg("status")
-    if status is not None and status not in STATUSES:
-        raise InvalidInput(
-            f"Query parameter 'status' must be one of {list(STATUSES)}; got {status[:40]!r}.", field="status"
-        )
-    tag = query_arg("tag")
     limit, offset = page()
-    versions = svc.registry.versions(name)
-    if status is not None:
-        versions = [v for v in versions if v.status == status]
-    if tag is not None:
-        key, has_value, value = tag.partition(":")
-        versions = [v for v in versions if key in v.tags and (not has_value or v.tags[key] == value)]
+    versions = svc.registry.versions(name, status=query_arg("status"), tag=query_arg("tag"))
     body = {"name": name, "versions": [_version_json(r) for r in versions[offset : offset + limit]]}
     return json_response({**body, "total": len(versions)})
 

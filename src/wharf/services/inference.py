@@ -139,7 +139,7 @@ class InferenceService:
         self._aliases: dict[tuple[str, str], int] = {}
         """The routing tables: replaced whole (never changed in place) when the registry moves."""
         self._generation: int | None = None
-        self._unloaded: set[tuple[str, int]] = set()
+        self._failed_targets: set[tuple[str, int]] = set()
         """Targets that failed to load at the last sync: tried again every RETRY_SECONDS."""
         self._retry_at = 0.0
         self._next_sync = 0.0
@@ -157,7 +157,7 @@ class InferenceService:
     # -- lookup ------------------------------------------------------------------------------
 
     def served_names(self, search: str | None = None) -> list[str]:
-        names = self.registry.search(search)
+        names = self.registry.names(search)
         return [n for n in names if n in self.models] if self.models else names
 
     def check_served(self, name: str) -> None:
@@ -229,7 +229,7 @@ class InferenceService:
         now = time.monotonic()
         self._next_sync = now + self.refresh_seconds
         generation = self.registry.metadata.generation()
-        if generation == self._generation and not (self._unloaded and now >= self._retry_at):
+        if generation == self._generation and not (self._failed_targets and now >= self._retry_at):
             return False
         latest, aliases = self.registry.metadata.routes()
         if self.models:
@@ -253,7 +253,7 @@ class InferenceService:
         for key in retired - _targets(latest, aliases):
             self._drop(key)  # requests in flight keep their reference; the next load is fresh
         self.failed = sorted(unanswered)
-        self._unloaded, self._retry_at = failed, now + RETRY_SECONDS
+        self._failed_targets, self._retry_at = failed, now + RETRY_SECONDS
         self._generation = generation
         return True
 
@@ -287,7 +287,7 @@ class InferenceService:
                 record is None
                 or record.archived
                 or record.sha256 != served.record.sha256
-                or record.extra.get(ANSWERED_BY) != (served.record.extra.get(ANSWERED_BY))
+                or record.extra.get(ANSWERED_BY) != served.record.extra.get(ANSWERED_BY)
             )
             if changed:
                 stale.append(key)
@@ -430,7 +430,7 @@ class InferenceService:
 
     def retry_failed(self) -> list[str]:
         """Read the registry again and load what failed; returns the names left answering nothing."""
-        if self.failed or self._unloaded:
+        if self.failed or self._failed_targets:
             with self._sync_lock:
                 self._generation = None
             self.sync()

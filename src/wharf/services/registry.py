@@ -7,7 +7,6 @@ failure at the database removes an artifact this registration wrote.
 
 from __future__ import annotations
 
-import hashlib
 import platform
 import re
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from wharf.errors import (
 from wharf.runtimes.base import Runtime
 from wharf.signature import Signature
 from wharf.storage import ArtifactStore, MetadataStore, VersionRecord
+from wharf.storage.artifacts import file_sha256 as sha256_of  # the one digest of a stored file
 from wharf.storage.metadata import ACTIVE as ACTIVE  # a version's states, for the layers above
 from wharf.storage.metadata import ARCHIVED as ARCHIVED
 from wharf.storage.metadata import STATUSES as STATUSES
@@ -73,6 +73,11 @@ def parse_ref(ref: str) -> tuple[str, str | None]:
     return name, (check_alias(alias) if at else None)
 
 
+def newest_active(versions: list[VersionRecord]) -> VersionRecord | None:
+    """The latest of ``versions`` (oldest first): the newest not archived."""
+    return next((v for v in reversed(versions) if not v.archived), None)
+
+
 def parse_signature(value: Any, field: str = "signature") -> Signature | None:
     """A :class:`Signature` from its JSON form; :raises InvalidInput: naming the bad part."""
     if value is None or isinstance(value, Signature):
@@ -93,14 +98,6 @@ def parse_signature(value: Any, field: str = "signature") -> Signature | None:
 def known_formats() -> list[str]:
     """Every format a runtime is installed for (built in, or registered by another package)."""
     return runtimes.formats()
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def environment_versions() -> dict[str, str]:
@@ -234,14 +231,31 @@ class Registry:
         cls = runtimes.runtime_class(fmt)
         return cls.load(path, fmt=fmt, signature=signature, trusted=self.trusted)
 
-    def names(self) -> list[str]:
-        return self.metadata.model_names()
+    def names(self, search: str | None = None) -> list[str]:
+        """Names of the models (containing ``search``, any case, when given), sorted."""
+        return self.metadata.model_names(search)
 
-    def versions(self, name: str) -> list[VersionRecord]:
-        """Every version of ``name``, oldest first; :raises ModelNotFound:."""
+    def versions(
+        self, name: str, *, status: str | None = None, tag: str | None = None
+    ) -> list[VersionRecord]:
+        """Versions of ``name``, oldest first; :raises ModelNotFound:.
+
+        :param status: only those ``active`` or ``archived``.
+        :param tag: only those with the tag ``key:value``, or with a tag ``key``.
+        :raises InvalidInput: ``status`` is neither.
+        """
+        if status is not None and status not in STATUSES:
+            raise InvalidInput(
+                f"Status must be one of {list(STATUSES)}; got {status[:40]!r}.", field="status"
+            )
         versions = self.metadata.versions(name)
         if not versions:
             raise ModelNotFound(self._unknown(name), field="name")
+        if status is not None:
+            versions = [v for v in versions if v.status == status]
+        if tag is not None:
+            key, has_value, value = tag.partition(":")
+            versions = [v for v in versions if key in v.tags and (not has_value or v.tags[key] == value)]
         return versions
 
     def get(self, name: str, version: int | None = None) -> VersionRecord:
@@ -277,10 +291,6 @@ class Registry:
             f"/v1/models/{name}/versions/{archived[-1]}/restore) or name a version.",
             field="version",
         )
-
-    def search(self, search: str | None = None) -> list[str]:
-        """Names of the models containing ``search`` (case-insensitive), sorted."""
-        return self.metadata.model_names(search)
 
     def edit(
         self, name: str, version: int, *, description: str | None, tags: dict[str, str | None] | None

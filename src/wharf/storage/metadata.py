@@ -126,14 +126,6 @@ class VersionRecord:
         return self.status == ARCHIVED
 
 
-@dataclass(frozen=True)
-class Page:
-    """One page of a listing: the items, and how many match in all."""
-
-    items: list[Any]
-    total: int
-
-
 def _record(name: str, row: VersionRow, aliases: tuple[str, ...] = ()) -> VersionRecord:
     created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
     return VersionRecord(
@@ -423,11 +415,9 @@ class MetadataStore:
         with self._read() as session:
             return session.scalar(self._version_query(name).limit(1)) is not None
 
-    def versions(self, name: str, status: str | None = None) -> list[VersionRecord]:
-        """Versions of ``name``, oldest first; only those of ``status`` when given."""
+    def versions(self, name: str) -> list[VersionRecord]:
+        """Versions of ``name``, oldest first."""
         query = self._version_query(name).order_by(VersionRow.version)
-        if status is not None:
-            query = query.where(VersionRow.status == status)
         with self._read() as session:
             rows = session.scalars(query).all()
             aliases = self._aliases_of(session, rows[0].model_id) if rows else {}
