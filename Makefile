@@ -9,7 +9,7 @@ PORT ?= 8000
 
 FUZZ_EXAMPLES ?= 200
 
-.PHONY: install services serve test lint format fuzz bench clean
+.PHONY: install services chromium serve test lint format fuzz bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -43,7 +43,11 @@ services: install  ## start the Redis (127.0.0.1:6379) and PostgreSQL (127.0.0.1
 		$(SUDO) pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | sort -V | tail -1) main start; \
 		for i in 1 2 3 4 5 6 7 8 9 10; do $(PG_UP) && break; sleep 0.5; done; $(PG_UP); }
 
-test: install services  ## run the whole test suite, as CI does
+# Debian's own build: tests/e2e/test_ui.py drives it with Playwright, which never downloads a browser.
+chromium:  ## install the Chromium the dashboard's browser test drives, when /usr/bin/chromium is missing
+	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+
+test: install services chromium  ## run the whole test suite, as CI does
 	$(BIN)/pytest
 
 fuzz: install  ## schemathesis on every route of /openapi.json: new cases each run, no 5xx, answers as documented

@@ -387,3 +387,44 @@ def test_the_image_installs_an_extra_with_the_drivers_the_deployment_names() -> 
     url = manifest()["Secret"]["stringData"]["WHARF_DATABASE_URL"]
     driver = url.partition("://")[0].partition("+")[2]  # postgresql+psycopg -> psycopg
     assert driver in installed, f"WHARF_DATABASE_URL uses the {driver!r} driver, which wharf[{extra}] lacks"
+
+
+# -- the Grafana dashboard -------------------------------------------------------------------
+
+DASHBOARD = DEPLOY / "grafana" / "wharf-dashboard.json"
+SERIES = {
+    "counter": ("_total",),
+    "histogram": ("_bucket", "_sum", "_count"),
+    "summary": ("_sum", "_count"),
+    "gauge": ("",),
+}
+"""The series each Prometheus metric type is scraped as."""
+
+
+def exported_series(tmp_path: Path) -> set[str]:
+    """Every series name ``/metrics`` declares (families are declared with or without samples)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    app = create_app(Settings(home=tmp_path, refresh_seconds=0, metrics_public=True))
+    try:
+        text = app.test_client().get("/metrics").get_data(as_text=True)
+    finally:
+        app.extensions["wharf"].close()
+    return {
+        family.name + suffix
+        for family in text_string_to_metric_families(text)
+        for suffix in SERIES[family.type]
+    }
+
+
+def test_the_dashboard_queries_only_metrics_wharf_exports(tmp_path: Path) -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    variables = [v["query"]["query"] for v in dashboard["templating"]["list"] if v["type"] == "query"]
+    used = {name for text in exprs + variables for name in re.findall(r"\bwharf_[a-z_]+\b", text)}
+    assert used, "the dashboard queries nothing"
+    unknown = used - exported_series(tmp_path)
+    assert not unknown, f"the dashboard queries series /metrics does not export: {sorted(unknown)}"
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    assert all(t["datasource"]["uid"] == "${datasource}" for p in dashboard["panels"] for t in p["targets"])

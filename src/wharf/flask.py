@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from flask import Flask
 
-from wharf.http import make_blueprint
+from wharf.http import make_blueprint, observe
+from wharf.http.ui import make_ui_blueprint
 from wharf.services import build_services
 from wharf.settings import Settings
 
@@ -51,6 +52,10 @@ class Wharf:
         services = build_services(settings)
         app.extensions[EXTENSION] = services
         app.register_blueprint(make_blueprint(), url_prefix=self.url_prefix or None)
+        ui = make_ui_blueprint()
+        observe.register(ui)
+        app.register_blueprint(ui, url_prefix=(self.url_prefix or "") + "/ui")
+        services.predictions.start()  # a no-op unless prediction_log_sample is set
         services.inference.warm_on_load = self.warm
         if self.preload:
             services.inference.preload()

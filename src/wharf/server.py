@@ -16,9 +16,11 @@ from __future__ import annotations
 import ctypes
 import gc
 import os
+import shutil
 import signal
 import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from wharf.settings import Settings
@@ -61,6 +63,8 @@ def serve(settings: Settings, on_ready: Callable[[str], None] | None = None) -> 
     if settings.port == 0:
         settings = settings.replace(port=free_port(settings.host))
     app = create_app(settings, warm=False)
+    metrics_folder = _metrics_folder(settings)
+    app.extensions["wharf"].telemetry.folder = metrics_folder
     gc.collect()
     gc.freeze()  # the loaded models' objects stay out of collections: their pages stay shared
 
@@ -73,6 +77,8 @@ def serve(settings: Settings, on_ready: Callable[[str], None] | None = None) -> 
         services.inference.warm_loaded()
         services.inference.watch()  # follow registrations and alias moves made anywhere
         services.jobs.start()  # each worker runs queued jobs (and fails those its predecessor left)
+        services.monitor.start()  # counts outputs and inputs, writes this worker's metrics snapshot
+        services.predictions.start()
         return app
 
     server = Granian(
@@ -93,4 +99,24 @@ def serve(settings: Settings, on_ready: Callable[[str], None] | None = None) -> 
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
         scheme = "https" if settings.certfile is not None else "http"
         on_ready(f"{scheme}://{host}:{settings.port}")
-    server.serve(target_loader=worker_app, wrap_loader=False)
+    try:
+        server.serve(target_loader=worker_app, wrap_loader=False)
+    finally:
+        shutil.rmtree(metrics_folder, ignore_errors=True)
+
+
+def _metrics_folder(settings: Settings) -> Path:
+    """A new folder for this server's workers' metric snapshots (``/metrics`` sums them), with the
+    folders of servers that are gone removed."""
+    from wharf.services.telemetry import alive
+
+    parent = settings.home / "run"
+    parent.mkdir(parents=True, exist_ok=True)
+    for old in parent.glob("metrics-*"):
+        pid = old.name.removeprefix("metrics-")
+        if not pid.isdigit() or not alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    folder = parent / f"metrics-{os.getpid()}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    return folder

@@ -241,6 +241,43 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     """Level of wharf's log (DEBUG, INFO, WARNING, ERROR)."""
 
+    access_log: bool = True
+    """Write one JSON line per request to stdout (request id, route, model, version, status,
+    duration, key id)."""
+
+    metrics_public: bool = False
+    """Let ``/metrics`` answer without a key (for a Prometheus that cannot send one); else it needs
+    a key with the ``read`` permission, sent as Prometheus's ``authorization`` credentials."""
+
+    monitor_flush_seconds: float = Field(10.0, gt=0, le=300)
+    """How often each process adds its per-minute request, latency and input counts to the
+    database, where the dashboard's charts and the drift report read them (across all replicas)."""
+
+    monitor_retention_days: float = Field(14.0, gt=0)
+    """How long those per-minute counts are kept."""
+
+    prediction_log_sample: float = Field(0.0, ge=0, le=1)
+    """Share of prediction requests (0 to 1) whose inputs and outputs are kept in the prediction
+    log, readable by admins at ``/v1/models/{name}/predictions``; 0 keeps none."""
+
+    prediction_log_retention_days: float = Field(30.0, gt=0)
+    """How long prediction log entries are kept."""
+
+    drift_window_minutes: int = Field(60, ge=1, le=7 * 24 * 60)
+    """The sliding window of live inputs compared with a version's reference, in minutes."""
+
+    drift_min_rows: int = Field(1000, ge=1)
+    """Fewest live rows in the window before a column can be called drifting. Fewer rows make
+    PSI noisy: with no drift at all, a column of 50 categories averages a PSI near 0.9 over 100
+    rows and near 0.05 over 1000."""
+
+    drift_psi_threshold: float = Field(0.2, gt=0)
+    """A column whose population stability index reaches this is drifting (0.2: a major shift)."""
+
+    drift_p_value: float = Field(0.001, gt=0, lt=1)
+    """A column whose test (Kolmogorov-Smirnov for numbers, chi-square for categories) rejects
+    "same distribution" below this p-value is drifting too."""
+
     def __init__(self, **values: Any) -> None:
         """:raises InvalidSettings: a value, from any source, is invalid (naming it and its variable)."""
         try:

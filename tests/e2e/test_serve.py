@@ -330,6 +330,7 @@ def test_port_zero_serves_on_the_port_it_announces(tmp_path: Path, model_file: P
         output = server.output()
         assert f"Listening at: {server.url}\n" in output  # Granian's own line agrees with the banner
         assert f"API docs: {server.url}/docs" in output
+        assert f"dashboard: {server.url}/ui/" in output
 
         # The banner's "try it" command works as printed.
         command = re.search(r"curl -s -H 'Content-Type: application/json' -d '(.+)' (\S+)", output)

@@ -901,7 +901,7 @@ def test_upload_file_name_never_reaches_the_disk(
 
 
 @pytest.mark.parametrize(
-    "url", ["/nope", "/v1", "/v1/model/iris/predict", "/v1/models/iris/predictions", "/v2/models"]
+    "url", ["/nope", "/v1", "/v1/model/iris/predict", "/v1/models/iris/predictionz", "/v2/models"]
 )
 def test_unknown_route_is_404_problem(client: FlaskClient, served: dict[str, Trained], url: str) -> None:
     problem = check_problem(client.get(url), 404)

@@ -106,7 +106,11 @@ def _banner(services: Services, settings: Settings, new_admin: str | None) -> Ca
         example = (record.name, json.dumps(Version.of(record).example).replace("'", "'\\''"))
 
     def render(base: str) -> str:
-        lines = [f"wharf {__version__} serving {len(names)} model(s) at {base}", f"  API docs: {base}/docs"]
+        lines = [
+            f"wharf {__version__} serving {len(names)} model(s) at {base}",
+            f"  API docs: {base}/docs",
+            f"  dashboard: {base}/ui/",
+        ]
         auth = ""
         if new_admin is not None:
             lines += [

@@ -6,6 +6,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import orjson
 from flask import Blueprint, current_app, render_template, request, send_from_directory, url_for
 
 from wharf.errors import (
@@ -15,7 +16,7 @@ from wharf.errors import (
     ModelNotFound,
     WharfError,
 )
-from wharf.http import problems, security
+from wharf.http import observe, problems, security
 from wharf.http.bodies import (
     CSV_TYPES,
     JSON_TYPES,
@@ -62,9 +63,19 @@ def make_blueprint() -> Blueprint:
     bp = Blueprint(NAME, __name__, template_folder="templates")
     problems.register(bp)
     security.register(bp)
-    from wharf.http import datasets, jobs, keys, lifecycle  # their views use this module's helpers
+    observe.register(bp)
+    # Imported here: their views use this module's helpers.
+    from wharf.http import datasets, jobs, keys, lifecycle, monitoring, predictions
 
-    routes = [*ROUTES, *lifecycle.ROUTES, *datasets.ROUTES, *jobs.ROUTES, *keys.ROUTES]
+    routes = [
+        *ROUTES,
+        *lifecycle.ROUTES,
+        *datasets.ROUTES,
+        *jobs.ROUTES,
+        *keys.ROUTES,
+        *predictions.ROUTES,
+        *monitoring.ROUTES,
+    ]
     security.add_routes(bp, routes)
     return bp
 
@@ -383,9 +394,19 @@ def _predict(name: str, version: int | None, alias: str | None) -> Any:
         raise unsupported(JSON_TYPES[:1] + CSV_TYPES)
     data = read_body(svc.settings.max_body_bytes)
     probabilities = _flag("probabilities")
-    result = svc.inference.predict(
-        name, version, data, csv=kind in CSV_TYPES, probabilities=probabilities, alias=alias
-    )
+    target = svc.inference.model(name, version, alias)
+    observe.served(target.name, target.version)
+    csv = kind in CSV_TYPES
+    result = svc.inference.answer(target, data, csv=csv, probabilities=probabilities)
+    if svc.predictions.sample:  # sampled inside offer(); the body is embedded as it came, unparsed
+        svc.predictions.offer(
+            target.name,
+            target.version,
+            inputs=data.decode("utf-8", "replace") if csv else orjson.Fragment(data),
+            outputs=result,
+            request_id=observe.request_id(),
+            key_id=principal().key_id,
+        )
     return json_response(result)
 
 

@@ -10,6 +10,7 @@ from flask import Blueprint, Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from wharf.errors import PROBLEM_BASE, TooManyRequests, WharfError
+from wharf.http import observe
 from wharf.http.security import secure
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -28,6 +29,7 @@ HTTP_TITLES = {413: "Content Too Large"}
 
 def problem(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
     body.setdefault("instance", request.path)
+    observe.problem_type(str(body.get("type", "")).removeprefix(PROBLEM_BASE))
     response = Response(orjson.dumps(body), status=status, headers=headers, mimetype=PROBLEM_MEDIA_TYPE)
     # Errors answered outside wharf's routes (unknown paths, wrong methods) skip its after-request hook.
     return secure(response)

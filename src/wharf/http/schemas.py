@@ -313,3 +313,52 @@ class UploadForm(BaseModel):
     metadata: UploadMetadata | SkipJsonSchema[None] = Field(
         None, description="A JSON object.", json_schema_extra=optional_part
     )
+
+
+class ColumnDriftBody(BaseModel):
+    """One input column compared with the reference over the window."""
+
+    name: str
+    kind: str = Field(description="numeric or categorical.")
+    test: str = Field(description="ks (Kolmogorov-Smirnov, numeric) or chi2 (chi-square, categorical).")
+    statistic: float | None
+    p_value: float | None
+    psi: float | None = Field(description="Population stability index.")
+    drifting: bool
+    rows: int = Field(description="Live rows with a value in this column.")
+    missing: int
+    reason: str | None = Field(description="Why it is (or cannot yet be) called drifting.")
+
+
+class DriftReferenceBody(BaseModel):
+    source: str = Field(description="training, upload or registration.")
+    rows: int
+    created_at: str
+
+
+class DriftThresholds(BaseModel):
+    psi: float
+    p_value: float
+    min_rows: int
+
+
+class DriftBody(BaseModel):
+    """A version's live inputs over the sliding window, compared column by column with its reference."""
+
+    name: str
+    version: int
+    status: str = Field(description="ok, insufficient-data (fewer rows than min_rows) or no-reference.")
+    window_minutes: int
+    rows: int
+    drifting: bool
+    reference: DriftReferenceBody | None
+    thresholds: DriftThresholds
+    columns: list[ColumnDriftBody]
+
+
+class ReferenceSet(BaseModel):
+    name: str
+    version: int
+    source: str
+    rows: int
+    columns: list[str]

@@ -20,6 +20,9 @@ from wharf.services.security import ANONYMOUS_ADMIN, PERMISSIONS, Principal
 
 PUBLIC = "public"
 """The permission of routes anyone may call: health checks and the API docs."""
+METRICS = "metrics"
+"""The permission of ``/metrics``: ``read``, or public where ``metrics_public`` is set (for a
+Prometheus that sends no credentials)."""
 KEY_HEADERS = ("Authorization", "X-API-Key")
 AUDITED = frozenset({"train", "register", "register_code", "delete", "admin"})
 """Actions of trainers and admins: recorded in the audit log (predictions and reads are not)."""
@@ -46,7 +49,7 @@ _permissions: dict[str, str] = {}
 def add_routes(bp: Blueprint, routes: list[tuple[str, Any, list[str], str]]) -> None:
     """Register ``(rule, view, methods, permission)`` routes, each with its permission."""
     for rule, view, methods, permission in routes:
-        if permission != PUBLIC and permission not in PERMISSIONS:
+        if permission not in (PUBLIC, METRICS) and permission not in PERMISSIONS:
             raise ValueError(f"route {rule} needs an unknown permission {permission!r}")
         bp.add_url_rule(rule, view_func=view, methods=methods)
         _permissions[f"{NAME}.{view.__name__}"] = permission
@@ -91,6 +94,8 @@ def check_request() -> None:
     svc = services()
     endpoint = request.endpoint or ""
     permission = _permissions.get(endpoint)
+    if permission == METRICS:
+        permission = PUBLIC if svc.settings.metrics_public else "read"
     limiter = svc.limiter if svc.limiter.enabled else None
     route = endpoint.rpartition(".")[2]
     address = request.remote_addr or "unknown"

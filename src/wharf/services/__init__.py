@@ -12,9 +12,12 @@ from wharf.services.conversion import Converter
 from wharf.services.datasets import Datasets
 from wharf.services.inference import InferenceService
 from wharf.services.jobs import Jobs, train_validator
+from wharf.services.monitor import Monitor
+from wharf.services.predictionlog import PredictionLog
 from wharf.services.ratelimit import RateLimiter
 from wharf.services.registry import Registry
 from wharf.services.security import Audit, Keys
+from wharf.services.telemetry import Telemetry
 from wharf.settings import Settings
 from wharf.storage import MetadataStore, open_artifact_store
 
@@ -32,10 +35,15 @@ class Services:
     keys: Keys
     audit: Audit
     limiter: RateLimiter
+    telemetry: Telemetry
+    monitor: Monitor
+    predictions: PredictionLog
 
     def close(self) -> None:
         self.inference.stop()
+        self.monitor.stop()
         self.jobs.stop()
+        self.predictions.stop()
         self.registry.metadata.close()
 
     def after_fork(self) -> None:
@@ -56,6 +64,18 @@ def build_services(settings: Settings) -> Services:
         s3_secret_access_key=settings.s3_secret_access_key,
     )
     registry = Registry(metadata, artifacts, trusted=settings.skops_trusted_types)
+    telemetry = Telemetry()
+    monitor = Monitor(
+        telemetry,
+        metadata.monitoring,
+        latest=lambda name: registry.latest(name).version,
+        flush_seconds=settings.monitor_flush_seconds,
+        retention_days=settings.monitor_retention_days,
+        window_minutes=settings.drift_window_minutes,
+        min_rows=settings.drift_min_rows,
+        psi_threshold=settings.drift_psi_threshold,
+        p_value=settings.drift_p_value,
+    )
     inference = InferenceService(
         registry,
         max_rows=settings.max_rows,
@@ -64,6 +84,8 @@ def build_services(settings: Settings) -> Services:
         models=settings.models,
         options=settings.options_for,
         queue_timeout=settings.queue_timeout_seconds,
+        telemetry=telemetry,
+        monitor=monitor,
     )
     converter = Converter(registry, max_rows=settings.max_rows)
     datasets = Datasets(metadata, artifacts, max_bytes=settings.max_dataset_bytes, scratch=settings.home)
@@ -81,4 +103,11 @@ def build_services(settings: Settings) -> Services:
         keys=keys,
         audit=Audit(metadata.audit),
         limiter=RateLimiter(settings.rate_limits, settings.resolved_rate_limit_storage),
+        telemetry=telemetry,
+        monitor=monitor,
+        predictions=PredictionLog(
+            metadata.predictions,
+            sample=settings.prediction_log_sample,
+            retention_days=settings.prediction_log_retention_days,
+        ),
     )

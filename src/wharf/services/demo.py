@@ -34,6 +34,11 @@ def _example(frame: pd.DataFrame) -> dict[str, Any]:
     return {str(k): v.item() if hasattr(v, "item") else v for k, v in frame.iloc[0].items()}
 
 
+def _reference(frame: pd.DataFrame) -> dict[str, Any]:
+    """The training columns, kept as the version's drift reference."""
+    return {str(column): frame[column].to_numpy() for column in frame.columns}
+
+
 def _iris(folder: Path) -> tuple[Path, Registration]:
     X, y = datasets.load_iris(return_X_y=True, as_frame=True)
     names = datasets.load_iris().target_names
@@ -44,6 +49,8 @@ def _iris(folder: Path) -> tuple[Path, Registration]:
         description="Iris species from flower measurements (StandardScaler + LogisticRegression).",
         tags={"demo": "true", "dataset": "iris"},
         extra={"example": _example(X)},
+        reference=_reference(X),
+        reference_source="training",
     )
 
 
@@ -58,6 +65,8 @@ def _diabetes(folder: Path) -> tuple[Path, Registration]:
         description="Diabetes progression after one year (RandomForestRegressor, skops format).",
         tags={"demo": "true", "dataset": "diabetes"},
         extra={"example": _example(X)},
+        reference=_reference(X),
+        reference_source="training",
     )
 
 
@@ -83,6 +92,8 @@ def _digits(folder: Path) -> tuple[Path, Registration]:
         description="Handwritten digit 0-9 from 8x8 pixel intensities (MLPClassifier exported to ONNX).",
         tags={"demo": "true", "dataset": "digits"},
         extra={"example": _example(X.astype(float))},
+        reference=_reference(X.astype(float)),
+        reference_source="training",
     )
 
 
@@ -96,6 +107,8 @@ def _breast_cancer(folder: Path) -> tuple[Path, Registration]:
         description="Malignant or benign tumour from cell nuclei measurements (gradient boosting).",
         tags={"demo": "true", "dataset": "breast_cancer"},
         extra={"example": _example(X)},
+        reference=_reference(X),
+        reference_source="training",
     )
 
 

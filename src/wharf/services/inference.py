@@ -22,13 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
-
 from wharf import runtimes
 from wharf.errors import (
     Conflict,
     IncompatibleVersion,
-    InvalidInput,
     ModelError,
     ModelNotFound,
     WharfError,
@@ -37,7 +34,11 @@ from wharf.runtimes.base import Predictor, Runtime
 from wharf.services.batching import BatchingRuntime, BatchPolicy
 from wharf.services.cache import PredictionCache
 from wharf.services.decoding import Decoder, parse_json
+from wharf.services.metering import MeteredRuntime
+from wharf.services.monitor import Monitor
 from wharf.services.registry import ANSWERED_BY, Registry
+from wharf.services.results import asks_probabilities, finite, jsonable
+from wharf.services.telemetry import Telemetry
 from wharf.settings import ModelOptions
 from wharf.storage import VersionRecord
 
@@ -60,6 +61,8 @@ class ServedModel:
     runtime: Predictor
     decoder: Decoder
     cache: PredictionCache | None = None
+    bare: Predictor | None = None
+    """The loaded runtime without wrappers: warm-ups call it, so they are not counted as traffic."""
     answered_by: int | None = None
     """The verified twin whose runtime answers for this version (``wharf models set-fast``)."""
 
@@ -70,34 +73,6 @@ class ServedModel:
     @property
     def version(self) -> int:
         return self.record.version
-
-
-def _jsonable(values: np.ndarray) -> Any:
-    """Numeric arrays stay arrays (orjson writes them natively); labels become lists."""
-    if values.dtype.kind in "fiub":
-        return np.ascontiguousarray(values)
-    return values.tolist()
-
-
-def _asks_probabilities(body: Any) -> bool:
-    """Whether a body's ``"return"`` (already checked by the decoder) asks for probabilities."""
-    wanted = body.get("return") if isinstance(body, dict) else None
-    return wanted == "probabilities" or (isinstance(wanted, list) and "probabilities" in wanted)
-
-
-def _finite(values: np.ndarray) -> np.ndarray:
-    """``values``, unless a float result is NaN or infinite: then the input was out of range.
-
-    :raises InvalidInput: naming the first row with a non-finite result.
-    """
-    if values.dtype.kind == "f" and not np.isfinite(values).all():
-        row = int(np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1))[0])
-        raise InvalidInput(
-            f"The model's result for row {row} is not a finite number; an input value of that row "
-            "is probably out of the range the model can take.",
-            row=row,
-        )
-    return values
 
 
 def _targets(latest: dict[str, int], aliases: dict[tuple[str, str], int]) -> set[tuple[str, int]]:
@@ -114,6 +89,8 @@ class InferenceService:
     :param refresh_seconds: how long a "latest version" answer is trusted.
     :param models: names served; empty serves all.
     :param options: a model name's batching and cache options.
+    :param telemetry: where model calls, loads and cache lookups are counted.
+    :param monitor: what is handed each request's rows and predictions (class counts, drift).
     """
 
     def __init__(
@@ -126,8 +103,13 @@ class InferenceService:
         models: tuple[str, ...] = (),
         options: Callable[[str], ModelOptions],
         queue_timeout: float = 0.0,
+        telemetry: Telemetry | None = None,
+        monitor: Monitor | None = None,
     ) -> None:
         self.registry = registry
+        self.telemetry = telemetry or Telemetry()
+        self.telemetry.loaded_versions = lambda: list(self._loaded)
+        self.monitor = monitor
         self.queue_timeout = queue_timeout
         self.options = options
         self.max_rows = max_rows
@@ -335,12 +317,12 @@ class InferenceService:
                 field="version",
             ) from exc
         self._check_versions(answering, loaded)
-        runtime: Predictor = loaded
+        runtime: Predictor = MeteredRuntime(loaded, self.telemetry, record.name, record.version)
         options = self.options(record.name)
         assert options.batch_max_rows is not None and options.batch_max_wait_ms is not None
         if options.batch_max_rows > 1:
             policy = BatchPolicy(options.batch_max_rows, options.batch_max_wait_ms / 1000, self.queue_timeout)
-            runtime = BatchingRuntime(loaded, policy)
+            runtime = BatchingRuntime(runtime, policy)  # type: ignore[arg-type]
         cache = PredictionCache(options.cache_entries) if options.cache_entries else None
         served = ServedModel(
             record,
@@ -348,7 +330,9 @@ class InferenceService:
             Decoder(runtime.signature, self.max_rows),
             cache,
             answered_by=answering.version if answering is not record else None,
+            bare=loaded,
         )
+        self.telemetry.loaded(record.name, record.version, time.perf_counter() - started)
         if self.warm_on_load:
             self._warm(served)
         via = f" (answered by v{served.answered_by}, {answering.format})" if served.answered_by else ""
@@ -372,9 +356,10 @@ class InferenceService:
     def _warm(served: ServedModel) -> None:
         """One prediction on the example row, so first requests pay no lazy start-up."""
         try:
-            example = served.decoder.decode({"instances": [served.runtime.signature.example_row()]})
-            served.runtime.predict(example)
-            served.runtime.predict_proba(example)
+            runtime = served.bare or served.runtime
+            example = served.decoder.decode({"instances": [runtime.signature.example_row()]})
+            runtime.predict(example)
+            runtime.predict_proba(example)
         except WharfError as exc:  # an example the model refuses (unknown category): warm nothing
             log.info("no warm-up for %s:%s: %s", served.name, served.version, exc.detail)
 
@@ -438,6 +423,15 @@ class InferenceService:
 
     # -- predict -----------------------------------------------------------------------------
 
+    def decode(self, name: str, version: int, data: bytes, *, csv: bool = False) -> Any:
+        """Rows of a request body decoded against ``name:version``'s signature, as a
+        :class:`~wharf.batch.Batch` (for a drift reference sample, say).
+
+        :raises InvalidInput: as a prediction request with these rows would be.
+        """
+        served = self.model(name, version)
+        return served.decoder.decode_csv(data) if csv else served.decoder.decode(parse_json(data))
+
     def predict(
         self,
         name: str,
@@ -454,24 +448,35 @@ class InferenceService:
         :param probabilities: add class probabilities (classifiers only).
         :returns: ``{"model", "version", "predictions"}`` plus ``"probabilities"`` and ``"classes"``.
         """
-        served = self.model(name, version, alias)
+        return self.answer(self.model(name, version, alias), data, csv=csv, probabilities=probabilities)
+
+    def answer(
+        self, served: ServedModel, data: bytes, *, csv: bool = False, probabilities: bool = False
+    ) -> dict[str, Any]:
+        """:meth:`predict` with the version already chosen (by :meth:`model`)."""
         # A 16-byte digest, not the body: a cache of large bodies would hold every one of them.
         key = (csv, probabilities, hashlib.blake2b(data, digest_size=16).digest()) if served.cache else None
-        if served.cache is not None and (hit := served.cache.get(key)) is not None:
-            return hit
+        if served.cache is not None:
+            hit = served.cache.get(key)
+            self.telemetry.cache_lookup(served.name, served.version, hit is not None)
+            if hit is not None:
+                return hit
         if csv:
             batch = served.decoder.decode_csv(data)
         else:
             body = parse_json(data)
             batch = served.decoder.decode(body)
-            probabilities = probabilities or _asks_probabilities(body)
+            probabilities = probabilities or asks_probabilities(body)
         result: dict[str, Any] = {"model": served.name, "version": served.version}
         if served.answered_by is not None:
             result["answered_by"] = served.answered_by
         proba = served.runtime.predict_proba(batch) if probabilities else None
-        result["predictions"] = _jsonable(_finite(served.runtime.predict(batch)))
+        predictions = finite(served.runtime.predict(batch))
+        result["predictions"] = jsonable(predictions)
+        if self.monitor is not None:
+            self.monitor.observe(served.name, served.version, batch, predictions, served.runtime)
         if proba is not None:
-            result["probabilities"] = _jsonable(_finite(proba))
+            result["probabilities"] = jsonable(finite(proba))
             result["classes"] = served.runtime.signature.output.classes
         if served.cache is not None:
             served.cache.put(key, result)

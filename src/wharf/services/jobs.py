@@ -157,6 +157,10 @@ class Jobs:
             raise JobNotFound(f"No job {job_id}.", field="job_id")
         return job
 
+    def counts(self) -> dict[str, int]:
+        """Jobs per state, every state included."""
+        return self.table.counts()
+
     def recent(self, state: str | None = None, limit: int = 100, offset: int = 0) -> list[JobRecord]:
         if state is not None and state not in STATES:
             raise InvalidInput(f"Unknown job state {state!r}; use one of {', '.join(STATES)}.", field="state")

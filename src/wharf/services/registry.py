@@ -7,13 +7,16 @@ failure at the database removes an artifact this registration wrote.
 
 from __future__ import annotations
 
+import logging
 import platform
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import ValidationError
 
 from wharf import runtimes
@@ -33,6 +36,8 @@ from wharf.storage.artifacts import file_sha256 as sha256_of  # the one digest o
 from wharf.storage.metadata import ACTIVE as ACTIVE  # a version's states, for the layers above
 from wharf.storage.metadata import ARCHIVED as ARCHIVED
 from wharf.storage.metadata import STATUSES as STATUSES
+
+log = logging.getLogger("wharf.registry")
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
@@ -135,6 +140,10 @@ class Registration:
     tags: dict[str, str] | None = None
     extra: dict[str, Any] | None = None
     provenance: dict[str, Any] | None = None
+    reference: Mapping[str, Any] | None = None
+    """Input column -> the values it had in the data the model was made from (1-D arrays): kept as
+    the version's drift reference (bins and counts, not the rows)."""
+    reference_source: str = "registration"
 
 
 class Registry:
@@ -208,7 +217,22 @@ class Registry:
         # A delete of another version with the same bytes may have removed the file between our
         # put and our commit (it saw no version using it); put it back now that one does.
         self.artifacts.put(source, sha256)
+        if options.reference is not None:
+            self._keep_reference(record, options.reference, options.reference_source)
         return record
+
+    def _keep_reference(self, record: VersionRecord, columns: Mapping[str, Any], source: str) -> None:
+        """Store a new version's drift reference; a failure is logged, not raised: the version is
+        registered, and a reference can be uploaded for it later."""
+        from wharf.services import drift
+
+        try:
+            reference = drift.build_reference({k: np.asarray(v) for k, v in columns.items()})
+            self.metadata.monitoring.set_reference(
+                record.name, record.version, source=source, rows=reference.rows, profile=reference.to_json()
+            )
+        except Exception:
+            log.exception("could not keep the drift reference of %s:%s", record.name, record.version)
 
     def open(self, record: VersionRecord) -> Runtime:
         """Load a registered version, once its artifact is checked against its sha256.

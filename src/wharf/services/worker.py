@@ -138,6 +138,8 @@ def run_train(worker: Worker, job: JobRecord) -> dict[str, Any]:
                     signature=trained.signature,
                     description=f"{spec.algorithm} trained on dataset {dataset.name!r} by job {job.id}",
                     tags={"algorithm": spec.algorithm, "task": trained.task},
+                    reference={column: frame[column].to_numpy() for column in trained.features},
+                    reference_source="training",
                     provenance={
                         LINEAGE: {
                             "dataset": {"id": dataset.id, "name": dataset.name, "sha256": dataset.sha256},

@@ -137,6 +137,13 @@ class JobTable:
         with self.metadata.reading() as session:
             return int(session.scalar(query) or 0)
 
+    def counts(self) -> dict[str, int]:
+        """Jobs per state (every state, zeros included)."""
+        query = select(JobRow.state, func.count(JobRow.id)).group_by(JobRow.state)
+        with self.metadata.reading() as session:
+            found = {state: int(n) for state, n in session.execute(query)}
+        return {state: found.get(state, 0) for state in STATES}
+
     def running(self) -> list[JobRecord]:
         with self.metadata.reading() as session:
             rows = session.scalars(select(JobRow).where(JobRow.state == "running").order_by(JobRow.id))

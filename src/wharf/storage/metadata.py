@@ -166,11 +166,15 @@ class MetadataStore:
         from wharf.storage.datasets import DatasetTable
         from wharf.storage.jobs import JobTable
         from wharf.storage.keys import KeyTable
+        from wharf.storage.monitoring import MonitoringTables
+        from wharf.storage.predictions import PredictionTable
 
         self.datasets = DatasetTable(self)
         self.jobs = JobTable(self)
         self.keys = KeyTable(self)
         self.audit = AuditTable(self)
+        self.predictions = PredictionTable(self)
+        self.monitoring = MonitoringTables(self)
         try:
             schema.check(self.engine)  # an empty database is migrated to head; any other not at head refused
         except BaseException:

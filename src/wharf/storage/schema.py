@@ -142,7 +142,14 @@ def head() -> str:
 
 def target_metadata() -> MetaData:
     """The models' metadata, every table included: what head must equal."""
-    from wharf.storage import audit, datasets, jobs, keys  # noqa: F401  they declare their tables on Base
+    from wharf.storage import (  # noqa: F401  they declare their tables on Base
+        audit,
+        datasets,
+        jobs,
+        keys,
+        monitoring,
+        predictions,
+    )
     from wharf.storage.metadata import Base
 
     return Base.metadata
