@@ -13,12 +13,14 @@ restarts (SIGHUP) and graceful stops (SIGTERM, SIGINT).
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import gc
 import os
 import shutil
 import signal
 import socket
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -63,8 +65,10 @@ def serve(settings: Settings, on_ready: Callable[[str], None] | None = None) -> 
     if settings.port == 0:
         settings = settings.replace(port=free_port(settings.host))
     app = create_app(settings, warm=False)
-    metrics_folder = _metrics_folder(settings)
-    app.extensions["wharf"].telemetry.folder = metrics_folder
+    metrics_folder = _metrics_folder()
+    telemetry = app.extensions["wharf"].telemetry
+    telemetry.folder = metrics_folder
+    telemetry.write(loaded=False)  # the loads done here, before the fork, counted once
     gc.collect()
     gc.freeze()  # the loaded models' objects stay out of collections: their pages stay shared
 
@@ -73,7 +77,8 @@ def serve(settings: Settings, on_ready: Callable[[str], None] | None = None) -> 
     def worker_app() -> Any:
         _die_with_parent(main_pid)
         services = app.extensions["wharf"]
-        services.after_fork()
+        services.after_fork()  # the workers start their counts from zero
+        atexit.register(services.close)  # a graceful stop writes what the workers still hold
         services.inference.warm_loaded()
         services.inference.watch()  # follow registrations and alias moves made anywhere
         services.jobs.start()  # each worker runs queued jobs (and fails those its predecessor left)
@@ -105,18 +110,8 @@ def serve(settings: Settings, on_ready: Callable[[str], None] | None = None) -> 
         shutil.rmtree(metrics_folder, ignore_errors=True)
 
 
-def _metrics_folder(settings: Settings) -> Path:
-    """A new folder for this server's workers' metric snapshots (``/metrics`` sums them), with the
-    folders of servers that are gone removed."""
-    from wharf.services.telemetry import alive
-
-    parent = settings.home / "run"
-    parent.mkdir(parents=True, exist_ok=True)
-    for old in parent.glob("metrics-*"):
-        pid = old.name.removeprefix("metrics-")
-        if not pid.isdigit() or not alive(int(pid)):
-            shutil.rmtree(old, ignore_errors=True)
-    folder = parent / f"metrics-{os.getpid()}"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir()
-    return folder
+def _metrics_folder() -> Path:
+    """A new folder, private to this server, for its workers' metric snapshots (``/metrics`` sums
+    them). In the machine's temporary folder, not in WHARF_HOME: replicas sharing a home (and
+    containers, where every server is pid 1) must not read or clear each other's."""
+    return Path(tempfile.mkdtemp(prefix="wharf-metrics-"))

@@ -130,6 +130,8 @@ def test_metrics_sum_every_worker_and_logs_name_every_request(
     assert value(found, "wharf_predicted_rows_total", model="clf", version="1") == 7 * 60
     assert value(found, "wharf_model_batch_rows_sum", model="clf", version="1") == 7 * 60
     assert value(found, "wharf_model_loaded", model="clf", version="1") == 2  # both workers hold it
+    # Loaded once, before the fork: counted once, not once per worker.
+    assert value(found, "wharf_model_load_duration_seconds_count", model="clf", version="1") == 1
     assert value(found, "wharf_jobs", state="queued") == 0
 
     # Errors by type, and unknown model names kept out of the labels.
@@ -236,4 +238,6 @@ def test_drift_is_flagged_on_shifted_inputs_only(
         lambda: value(metrics(server), "wharf_drift_drifting", model="clf", version="1", column="x2") == 1, 20
     )
     assert gauge
-    assert value(metrics(server), "wharf_drift_drifting", model="clf", version="1", column="x0") == 0
+    found = metrics(server)
+    steady = ("wharf_drift_drifting", (("column", "x0"), ("model", "clf"), ("version", "1")))
+    assert found[steady] == 0  # the series is there, and says no

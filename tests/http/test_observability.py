@@ -263,6 +263,21 @@ def test_metrics_needs_a_reader_key(app: Any, services: Services) -> None:
     assert "wharf_info" in response.get_data(as_text=True)
 
 
+def test_a_key_limited_to_some_models_may_not_read_metrics(app: Any, services: Services) -> None:
+    _, limited = services.keys.create("reader", models=["iris"])  # /metrics names every model
+    check_problem(app.test_client().get("/metrics", headers=bearer(limited)), 403, field="key")
+
+
+def test_unknown_methods_share_one_label(client: FlaskClient, services: Services) -> None:
+    for i in range(5):
+        client.open("/v1/models", method=f"BREW{i}")
+    methods = {
+        labels["method"] for labels, _ in series(scrape(client, services), "wharf_http_requests_total")
+    }
+    assert "other" in methods
+    assert not any(method.startswith("BREW") for method in methods)
+
+
 def test_metrics_may_be_public(make_client: Callable[..., FlaskClient]) -> None:
     client = make_client(metrics_public=True)
     del client.environ_base["HTTP_AUTHORIZATION"]
@@ -513,7 +528,14 @@ def test_a_replaced_reference_still_gives_a_drift_report(
 
     response = client.get("/v1/models/iris/drift")
     assert response.status_code == 200, response.get_data(as_text=True)
-    assert response.get_json()["reference"]["rows"] == 150
+    report = response.get_json()
+    assert report["reference"]["rows"] == 150
+    assert report["rows"] == 0  # the 20 rows were binned against the former reference: not mixed in
+    assert (
+        client.post("/v1/models/iris/predict", json={"instances": records(IRIS.iloc[:7])}).status_code == 200
+    )
+    services.monitor.flush()
+    assert client.get("/v1/models/iris/drift").get_json()["rows"] == 7
 
 
 @pytest.mark.parametrize(

@@ -26,8 +26,10 @@ from wharf.http.ui import ROUTES
 from wharf.http.ui_session import COOKIE, UI_HEADER
 from wharf.services import Services
 
-HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
-"""What a browser sends when it opens a page."""
+FORM = {"Sec-Fetch-Site": "same-origin"}
+"""What a browser sends with a form of the page's own origin (the login form)."""
+HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8", **FORM}
+"""What a browser sends when it opens a page (or posts one of its forms)."""
 SAME = {UI_HEADER: "1"}
 PAGES = ["/ui/", "/ui/models/iris", "/ui/jobs", "/ui/datasets", "/ui/datasets/1"]
 JSON_ROUTES = [
@@ -75,7 +77,7 @@ def browser(app: Flask, key: str | None = None) -> FlaskClient:
     """A client with no key header, logged in with ``key`` when given (its cookie in the jar)."""
     client = app.test_client()
     if key is not None:
-        response = client.post("/ui/login", data={"key": key})
+        response = client.post("/ui/login", data={"key": key}, headers=FORM)
         assert response.status_code == 303, response.get_data(as_text=True)
     return client
 
@@ -147,7 +149,7 @@ def test_static_files_need_no_key(app: Flask) -> None:
 def test_login_keeps_the_key_in_a_strict_http_only_session_cookie(app: Flask, services: Services) -> None:
     reader = key(services, "reader")
     client = app.test_client()
-    response = client.post("/ui/login", data={"key": f"  {reader}\n", "next": "/ui/jobs"})
+    response = client.post("/ui/login", data={"key": f"  {reader}\n", "next": "/ui/jobs"}, headers=FORM)
     assert response.status_code == 303
     assert response.headers["Location"] == "/ui/jobs"
     cookie = set_cookie(response)
@@ -157,7 +159,9 @@ def test_login_keeps_the_key_in_a_strict_http_only_session_cookie(app: Flask, se
     assert cookie.split(";")[0] == f"{COOKIE}={reader}"
     check_page(client.get("/ui/jobs"))
 
-    secure = app.test_client().post("/ui/login", data={"key": reader}, base_url="https://localhost")
+    secure = app.test_client().post(
+        "/ui/login", data={"key": reader}, base_url="https://localhost", headers=FORM
+    )
     assert "Secure" in set_cookie(secure)
 
 
@@ -171,7 +175,9 @@ def test_a_wrong_key_is_refused_at_the_login(app: Flask, wrong: str) -> None:
     page = response.get_data(as_text=True)
     assert 'id="login-error"' in page
     assert ("Paste an API key" if not wrong else "not valid") in page
-    problem = check_problem(client.post("/ui/login", data={"key": wrong}), 422 if not wrong else 401)
+    problem = check_problem(
+        client.post("/ui/login", data={"key": wrong}, headers=FORM), 422 if not wrong else 401
+    )
     assert problem["field"] == "key"
 
 
@@ -197,7 +203,7 @@ def test_the_login_returns_only_to_pages_of_the_dashboard(
     app: Flask, services: Services, target: str
 ) -> None:
     reader = key(services, "reader")
-    response = app.test_client().post("/ui/login", data={"key": reader, "next": target})
+    response = app.test_client().post("/ui/login", data={"key": reader, "next": target}, headers=FORM)
     assert response.headers["Location"] == "/ui/"
     page = app.test_client().get("/ui/login", query_string={"next": target}).get_data(as_text=True)
     assert 'name="next" value="/ui/"' in page
@@ -545,7 +551,7 @@ def test_mounted_under_a_prefix(tmp_path: Path, trained: dict[str, Trained]) -> 
         client = app.test_client()
         response = client.get("/ml/ui/models/iris")
         assert response.headers["Location"] == "/ml/ui/login?next=/ml/ui/models/iris"
-        login = client.post("/ml/ui/login", data={"key": ADMIN_KEY, "next": "/ui/models/iris"})
+        login = client.post("/ml/ui/login", data={"key": ADMIN_KEY, "next": "/ui/models/iris"}, headers=FORM)
         assert login.headers["Location"] == "/ml/ui/"  # outside the dashboard here
         assert "Path=/ml/ui;" in set_cookie(login)
         page = check_page(client.get("/ml/ui/models/iris"))
@@ -580,7 +586,9 @@ def test_the_api_rate_limits_hold_on_the_dashboard(tmp_path: Path, trained: dict
         assert [r.status_code for r in answers] == [200, 200, 429]  # the API's own limit for predict
         assert answers[-1].headers["Retry-After"]
         guesser = app.test_client()
-        guesses = [guesser.post("/ui/login", data={"key": f"guess-{i}"}).status_code for i in range(4)]
+        guesses = [
+            guesser.post("/ui/login", data={"key": f"guess-{i}"}, headers=FORM).status_code for i in range(4)
+        ]
         assert guesses == [401, 401, 401, 429]
     finally:
         app.extensions["wharf"].close()
@@ -605,3 +613,15 @@ def test_a_profile_of_every_kind_of_column(app: Flask, services: Services, tmp_p
     assert "25.0%" in page.split('data-column="amount"', 1)[1]  # 5 of 20 missing
     for label in ("median", "true", "false", "mean length", "max length", "min", "max", "paris"):
         assert f">{label}<" in page, label
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}, {"Origin": "null"}],
+)
+def test_another_sites_form_cannot_log_a_browser_in(app: Flask, headers: dict[str, str]) -> None:
+    """Login CSRF: a form elsewhere posting its own key would make the victim use the attacker's
+    key (and send it what they predict)."""
+    response = app.test_client().post("/ui/login", data={"key": ADMIN_KEY}, headers=headers)
+    assert response.status_code == 403
+    assert "Set-Cookie" not in response.headers

@@ -402,7 +402,7 @@ def _predict(name: str, version: int | None, alias: str | None) -> Any:
         svc.predictions.offer(
             target.name,
             target.version,
-            inputs=data.decode("utf-8", "replace") if csv else orjson.Fragment(data),
+            inputs=data if csv else orjson.Fragment(data),  # CSV bytes are stored as text
             outputs=result,
             request_id=observe.request_id(),
             key_id=principal().key_id,

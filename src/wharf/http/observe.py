@@ -25,6 +25,8 @@ from wharf.http.context import services
 REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 """What a client's request id may look like (UUIDs, trace ids, ...); anything else is replaced."""
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""Methods named in metric labels; any other is counted as ``other`` (labels must stay bounded)."""
 MAX_LINE = 4096
 """Longest access log line (PIPE_BUF on Linux): a longer path is cut to fit."""
 
@@ -64,7 +66,7 @@ def finish(response: Response) -> Response:
     now = time.time()
     svc.telemetry.request(
         route,
-        request.method,
+        request.method if request.method in METHODS else "other",
         status,
         seconds,
         model,

@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, g, request
 
-from wharf.errors import Unauthorized, WharfError
+from wharf.errors import Forbidden, Unauthorized, WharfError
 from wharf.http.context import NAME, services
 from wharf.services.ratelimit import Caller
 from wharf.services.security import ANONYMOUS_ADMIN, PERMISSIONS, Principal
@@ -119,6 +119,12 @@ def check_request() -> None:
         raise WharfError(f"The route {endpoint!r} declares no permission.")
     model = (request.view_args or {}).get("name")
     caller.require(permission, model.partition("@")[0] if isinstance(model, str) else None)
+    if _permissions.get(endpoint) == METRICS and caller.models is not None:
+        raise Forbidden(
+            "/metrics names every served model; a key limited to some models may not read it. Use a "
+            "reader key without a model limit for Prometheus.",
+            field="key",
+        )
 
 
 def secure(response: Response) -> Response:

@@ -16,6 +16,7 @@ import orjson
 from flask import Blueprint, Response, g, render_template, request
 from werkzeug.wrappers import Response as BaseResponse
 
+from wharf.errors import WharfError
 from wharf.http import problems
 from wharf.http.bodies import (
     JSON_TYPES,
@@ -59,6 +60,8 @@ def make_ui_blueprint() -> Blueprint:
 
 
 def _check_request() -> BaseResponse | None:
+    if view() not in PERMISSIONS and view() != "static":  # a view added without a permission: refuse
+        raise WharfError(f"The dashboard view {view()!r} declares no permission.")
     return check_request(PERMISSIONS.get(view()))
 
 
@@ -141,6 +144,8 @@ def drift(name: str) -> Any:
     svc = services()
     svc.inference.check_served(name)
     version = int_arg("version", 0, 1, MAX_ID) or None
+    if version is not None:
+        svc.registry.get(name, version)  # 404 for an unknown version, as the API answers
     return json_response(svc.monitor.drift(name, version))
 
 

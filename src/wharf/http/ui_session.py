@@ -76,7 +76,7 @@ def check_request(permission: str | None) -> BaseResponse | None:
     address = request.remote_addr or "unknown"
     if permission is None or permission == "logout":  # the login page, static files, the logout
         _limit(Caller(None, None, address))
-        if permission == "logout":
+        if request.method == "POST":  # another site's form must not log a browser in with its key
             _require_same_origin()
         return None
     svc = services()

@@ -47,8 +47,10 @@ class Services:
         self.registry.metadata.close()
 
     def after_fork(self) -> None:
-        """In a forked worker: drop database connections inherited from the parent."""
+        """In a forked worker: drop database connections inherited from the parent, and the
+        parent's counts (its snapshot reports them)."""
         self.registry.metadata.engine.dispose(close=False)
+        self.telemetry.reset()
 
 
 def build_services(settings: Settings) -> Services:

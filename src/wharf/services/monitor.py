@@ -27,7 +27,7 @@ from wharf.errors import WharfError
 from wharf.runtimes.base import Predictor
 from wharf.services import drift as stats
 from wharf.services.telemetry import LATENCY_BUCKETS, MinuteCounts, Telemetry, minute_of
-from wharf.storage.monitoring import DriftCounts, Minute, MonitoringTables
+from wharf.storage.monitoring import DriftCounts, Minute, MonitoringTables, StoredReference
 
 log = logging.getLogger("wharf.monitor")
 
@@ -139,6 +139,9 @@ class Monitor:
         with self._lock:
             if self._owner == os.getpid():
                 return
+            if self._owner:  # forked: what the parent held is the parent's to count
+                self._pending, self._pending_rows, self._drift = [], 0, {}
+                self._flush_lock = threading.Lock()
             self._owner = os.getpid()
             self._stop = threading.Event()
             self._thread = threading.Thread(target=self._run, name="wharf-monitor", daemon=True)
@@ -274,7 +277,11 @@ class Monitor:
         cached = self._references.get(key)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
-        stored = self.tables.reference(model, version)
+        try:
+            stored = self.tables.reference(model, version)
+        except Exception:  # the database is away: count with what was read last, if anything
+            log.warning("could not read the drift reference of %s:%s", model, version, exc_info=True)
+            return None if cached is None else cached[1]
         found = None
         if stored is not None:
             try:
@@ -327,8 +334,8 @@ class Monitor:
             "window_minutes": self.window_minutes,
             "thresholds": {"psi": self.psi_threshold, "p_value": self.p_value, "min_rows": self.min_rows},
         }
-        stored = self.tables.reference(name, version)
-        if stored is None:
+        found = self._stored(name, version)
+        if found is None:
             return {
                 **body,
                 "status": "no-reference",
@@ -337,7 +344,7 @@ class Monitor:
                 "reference": None,
                 "columns": [],
             }
-        reference = stats.Reference.from_json(stored.profile)
+        stored, reference = found
         since = minute_of(self.clock()) - self.window_minutes + 1
         total: dict[str, list[int]] = {}
         for _, _, counts in self.tables.drift_counts(name, version, since, stored.digest):
@@ -355,6 +362,18 @@ class Monitor:
             },
         }
 
+    def _stored(self, name: str, version: int) -> tuple[StoredReference, stats.Reference] | None:
+        """The stored reference of ``name:version``, read now; None without one (or with one that
+        no longer parses: logged, and reported as none, so it can be uploaded again)."""
+        stored = self.tables.reference(name, version)
+        if stored is None:
+            return None
+        try:
+            return stored, stats.Reference.from_json(stored.profile)
+        except ValueError:
+            log.error("the drift reference of %s:%s is malformed; upload a new one", name, version)
+            return None
+
     def _compare(self, reference: stats.Reference, live: Mapping[str, list[int]]) -> stats.DriftReport:
         return stats.compare(
             reference, live, psi_threshold=self.psi_threshold, p_value=self.p_value, min_rows=self.min_rows
@@ -364,13 +383,13 @@ class Monitor:
         """Each column's PSI per hour over the last ``hours`` (None for hours without rows), of
         ``version`` (default: the latest active one)."""
         version = self.latest(name) if version is None else version
-        stored = self.tables.reference(name, version)
+        found = self._stored(name, version)
         now = minute_of(self.clock())
         first = (now // HISTORY_STEP_MINUTES - hours + 1) * HISTORY_STEP_MINUTES
         times = [first + i * HISTORY_STEP_MINUTES for i in range(hours)]
-        if stored is None:
+        if found is None:
             return {"name": name, "version": version, "times": times, "columns": {}}
-        reference = stats.Reference.from_json(stored.profile)
+        stored, reference = found
         hourly: list[dict[str, list[int]]] = [{} for _ in times]
         for minute, _, counts in self.tables.drift_counts(name, version, first, stored.digest):
             i = (minute - first) // HISTORY_STEP_MINUTES

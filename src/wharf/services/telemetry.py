@@ -12,6 +12,7 @@ stay in the sum, so totals never go down; its gauges are dropped.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from bisect import bisect_left
@@ -29,6 +30,7 @@ LOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 """Upper bounds of the model-load histogram, in seconds."""
 
 Key = tuple[str, ...]
+log = logging.getLogger("wharf.telemetry")
 
 
 def minute_of(epoch_seconds: float) -> int:
@@ -233,8 +235,11 @@ class Telemetry:
 
     # -- snapshots -------------------------------------------------------------------------------
 
-    def snapshot(self) -> dict[str, Any]:
-        """Every cumulative value, JSON-able: what a worker writes for the others to read."""
+    def snapshot(self, *, loaded: bool = True) -> dict[str, Any]:
+        """Every cumulative value, JSON-able: what a worker writes for the others to read.
+
+        :param loaded: list the versions this process holds (see :meth:`write`).
+        """
         with self._lock:
             data: dict[str, Any] = {
                 name: [[*key, n] for key, n in getattr(self, name).items()] for name in self.COUNTERS
@@ -243,20 +248,45 @@ class Telemetry:
             for name in ("durations", "model_time", "batch_rows", "loads"):
                 data[name] = [[*key, h.counts, h.total] for key, h in getattr(self, name).items()]
         data["pid"] = os.getpid()
-        data["loaded"] = [[model, str(version)] for model, version in self.loaded_versions()]
+        held = self.loaded_versions() if loaded else ()
+        data["loaded"] = [[model, str(version)] for model, version in held]
         return data
 
-    def write(self) -> None:
-        """Write this process's snapshot to its file in ``folder`` (atomically), when it changed."""
+    def reset(self) -> None:
+        """Start from zero (in a forked worker: what the parent counted is the parent's)."""
+        with self._lock:
+            for name in (
+                *self.COUNTERS,
+                "values",
+                "durations",
+                "model_time",
+                "batch_rows",
+                "loads",
+                "minutes",
+            ):
+                getattr(self, name).clear()
+            self._changes += 1
+
+    def write(self, *, loaded: bool = True) -> None:
+        """Write this process's snapshot to its file in ``folder`` (atomically), when it changed.
+
+        :param loaded: report the versions this process holds (False in a server's main process:
+            it loads them, but only its workers serve them).
+        """
         if self.folder is None:
             return
-        stamp = (self._changes, tuple(sorted(self.loaded_versions())))
+        held = tuple(sorted(self.loaded_versions())) if loaded else ()
+        stamp = (self._changes, held)
         if stamp == self._written:
             return
         target = self.folder / f"{os.getpid()}.json"
         scratch = target.with_suffix(".tmp")
-        scratch.write_bytes(orjson.dumps(self.snapshot()))
-        os.replace(scratch, target)
+        try:
+            scratch.write_bytes(orjson.dumps(self.snapshot(loaded=loaded)))
+            os.replace(scratch, target)
+        except OSError:
+            log.exception("could not write this worker's metrics to %s", self.folder)
+            return
         self._written = stamp
 
     def others(self) -> list[dict[str, Any]]:
