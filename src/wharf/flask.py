@@ -55,7 +55,6 @@ class Wharf:
         ui = make_ui_blueprint()
         observe.register(ui)
         app.register_blueprint(ui, url_prefix=(self.url_prefix or "") + "/ui")
-        services.predictions.start()  # a no-op unless prediction_log_sample is set
         services.inference.warm_on_load = self.warm
         if self.preload:
             services.inference.preload()

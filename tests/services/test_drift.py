@@ -379,3 +379,12 @@ def test_report_json() -> None:
         "drifting",
         "reason",
     ]
+
+
+def test_values_near_the_float_limit_keep_a_json_summary() -> None:
+    huge = np.array([1.7e308, -1.7e308, 1.6e308, 1.5e308] * 10)
+    reference = build_reference({"x": huge})
+    column = reference.columns[0]
+    assert column.summary["max"] == 1.7e308
+    assert all(math.isfinite(v) for v in column.summary.values())
+    assert Reference.from_json(json.loads(json.dumps(reference.to_json(), allow_nan=False))) == reference

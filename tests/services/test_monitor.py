@@ -16,7 +16,7 @@ from wharf import Settings
 from wharf.batch import Batch
 from wharf.services import build_services, monitor
 from wharf.services.drift import bin_counts, compare
-from wharf.services.monitor import MAX_PENDING_ROWS, Monitor, quantile
+from wharf.services.monitor import MAX_PENDING_CELLS, Monitor, quantile
 from wharf.services.telemetry import LATENCY_BUCKETS, Telemetry, minute_of
 from wharf.signature import Column, Output, Signature
 from wharf.storage import MetadataStore
@@ -169,14 +169,15 @@ def test_observations_beyond_the_pending_limit_are_dropped_and_counted(
     make_monitor: Callable[..., Monitor],
 ) -> None:
     mon = make_monitor()
-    kept = MAX_PENDING_ROWS - 10
+    limit = MAX_PENDING_CELLS // 2  # rows of two columns
+    kept = limit - 10
     observe(mon, np.zeros((kept, 2)), np.full(kept, "setosa"))
     observe(mon, np.zeros((11, 2)), np.full(11, "virginica"))  # one row too many: all 11 dropped
     observe(mon, np.zeros((10, 2)), np.full(10, "versicolor"))  # fits exactly
     assert mon.dropped == 1
     mon.tick()
     assert mon.telemetry.classes == {("iris", "1", "setosa"): kept, ("iris", "1", "versicolor"): 10}
-    assert mon.telemetry.take_minutes()[("iris", 1, minute_of(START))].rows == MAX_PENDING_ROWS
+    assert mon.telemetry.take_minutes()[("iris", 1, minute_of(START))].rows == limit
 
     observe(mon, np.zeros((11, 2)), np.full(11, "virginica"))  # counted: room again
     mon.tick()

@@ -268,8 +268,16 @@ def test_stop_writes_what_is_queued(make_log: Callable[..., PredictionLog]) -> N
 def test_the_writer_is_not_started_while_nothing_is_sampled(make_log: Callable[..., PredictionLog]) -> None:
     log = make_log(sample=0.0)
     log.start()
-    assert not any(t.name == "wharf-prediction-log" and t.is_alive() for t in threading.enumerate())
+    assert log._thread is None
     log.stop()
+
+
+def test_the_first_sampled_entry_starts_the_writer(make_log: Callable[..., PredictionLog]) -> None:
+    log = make_log(sample=1.0)  # an embedded app never calls start(): the first entry does
+    assert log._thread is None
+    offer(log, 1)
+    assert log._thread is not None and log._thread.is_alive()
+    wait_for(lambda: log.logged == 1)
 
 
 def test_the_writer_survives_database_errors(store: MetadataStore, caplog: pytest.LogCaptureFixture) -> None:

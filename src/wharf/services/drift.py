@@ -84,7 +84,7 @@ class ColumnReference:
             (bool(unused), f"a {self.kind} column has no {'categories' if numeric else 'edges'}"),
             (len(self.counts) != len(labels) + 1, f"expected {len(labels) + 1} counts"),
             (min(self.counts, default=0) < 0 or self.missing < 0, "counts must not be negative"),
-            (not (np.isfinite(edges).all() and (np.diff(edges) > 0).all()), "edges must increase strictly"),
+            (not (np.isfinite(edges).all() and (edges[1:] > edges[:-1]).all()), "edges must increase"),
             (len(set(self.categories)) != len(self.categories), "categories must be distinct"),
         ]
         for failed, problem in problems:
@@ -327,9 +327,14 @@ def _numeric_reference(name: str, values: np.ndarray) -> ColumnReference:
         return ColumnReference(name, NUMERIC, [], [], [0], missing, {})
     low, high = float(present.min()), float(present.max())
     # A constant column's percentiles are all that value: one bin, not an empty one below it too.
-    edges = [] if low == high else np.unique(np.percentile(present, np.arange(1, FINE_BINS))).tolist()
+    with np.errstate(over="ignore", invalid="ignore"):  # interpolating between values near the limit
+        percentiles = np.percentile(present, np.arange(1, FINE_BINS))
+    edges = [] if low == high else np.unique(percentiles[np.isfinite(percentiles)]).tolist()
     counts = np.bincount(np.searchsorted(edges, present, side="right"), minlength=len(edges) + 1)
-    summary = {"mean": float(present.mean()), "std": float(present.std()), "min": low, "max": high}
+    with np.errstate(over="ignore", invalid="ignore"):  # values near the float limit overflow these
+        moments = {"mean": float(present.mean()), "std": float(present.std())}
+    # JSON (and PostgreSQL's json type) has no infinity: a moment that overflowed is left out.
+    summary = {**{k: v for k, v in moments.items() if math.isfinite(v)}, "min": low, "max": high}
     return ColumnReference(name, NUMERIC, edges, [], counts.tolist(), missing, summary)
 
 

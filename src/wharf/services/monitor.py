@@ -32,8 +32,9 @@ from wharf.storage.monitoring import DriftCounts, Minute, MonitoringTables, Stor
 log = logging.getLogger("wharf.monitor")
 
 TICK_SECONDS = 1.0
-MAX_PENDING_ROWS = 200_000
-"""Rows held for counting at most; beyond, observations are dropped (and counted as dropped)."""
+MAX_PENDING_CELLS = 4_000_000
+"""Values (rows times columns) held for counting at most, about 32 MB of numbers; beyond,
+observations are dropped (and counted as dropped)."""
 DRIFT_ROWS_PER_TICK = 20_000
 """Rows binned for drift per tick at most: a sample is as good as all rows for a distribution."""
 REFERENCE_SECONDS = 10.0
@@ -105,7 +106,7 @@ class Monitor:
         self.clock = clock
         self.dropped = 0
         self._pending: list[_Seen] = []
-        self._pending_rows = 0
+        self._pending_cells = 0
         self._drift: dict[tuple[str, int, int, str], tuple[int, dict[str, list[int]]]] = {}
         """(model, version, minute, reference digest) -> rows and counts not yet written."""
         self._references: dict[tuple[str, int], tuple[float, tuple[stats.Reference, str] | None]] = {}
@@ -126,11 +127,12 @@ class Monitor:
             self.start()
         classifier = runtime.signature.output.classes is not None or predictions.dtype.kind in "OUSb"
         with self._lock:
-            if self._pending_rows + batch.n_rows > MAX_PENDING_ROWS:
+            cells = batch.n_rows * max(len(batch.names), 1)
+            if self._pending_cells + cells > MAX_PENDING_CELLS:
                 self.dropped += 1
                 return
             self._pending.append(_Seen(model, version, self.clock(), batch, predictions, classifier))
-            self._pending_rows += batch.n_rows
+            self._pending_cells += cells
 
     # -- the background thread -------------------------------------------------------------------
 
@@ -140,7 +142,7 @@ class Monitor:
             if self._owner == os.getpid():
                 return
             if self._owner:  # forked: what the parent held is the parent's to count
-                self._pending, self._pending_rows, self._drift = [], 0, {}
+                self._pending, self._pending_cells, self._drift = [], 0, {}
                 self._flush_lock = threading.Lock()
             self._owner = os.getpid()
             self._stop = threading.Event()
@@ -178,7 +180,7 @@ class Monitor:
     def tick(self) -> None:
         """Count what was observed, and write this process's metric snapshot."""
         with self._lock:
-            pending, self._pending, self._pending_rows = self._pending, [], 0
+            pending, self._pending, self._pending_cells = self._pending, [], 0
         binned = 0
         for seen in pending:
             self._count_outputs(seen)

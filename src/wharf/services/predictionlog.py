@@ -197,6 +197,8 @@ class PredictionLog:
                 self.dropped += 1
                 return False
             self._queue.append(entry)
+        if self._thread is None or self._pid != os.getpid():
+            self.start()  # the first entry of this process (embedded apps; a worker after the fork)
         return True
 
     # -- the writer --------------------------------------------------------------------------
