@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from wharf.flask import Wharf
-from wharf.http import observe, problems
+from wharf.http import problems
 from wharf.settings import Settings
 
 
@@ -18,6 +18,5 @@ def create_app(settings: Settings | None = None, *, preload: bool = True, warm: 
     """
     app = Flask("wharf", static_folder=None)
     problems.register(app)  # unknown routes and methods answer problem+json too
-    observe.register_unmatched(app)  # unknown paths are logged and counted too
-    Wharf(app, settings or Settings(), preload=preload, warm=warm)
+    Wharf(app, settings or Settings(), preload=preload, warm=warm, observe_app=True)
     return app

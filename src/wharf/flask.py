@@ -29,6 +29,8 @@ class Wharf:
     :param url_prefix: where the routes are mounted.
     :param preload: load every served model before the first request.
     :param warm: predict once with each model as it loads.
+    :param observe_app: log and count every request of the application (where wharf is the whole
+        application, unknown paths included), not only wharf's routes.
     """
 
     def __init__(
@@ -39,8 +41,10 @@ class Wharf:
         url_prefix: str = "",
         preload: bool = True,
         warm: bool = True,
+        observe_app: bool = False,
     ) -> None:
         self.settings = settings
+        self.observe_app = observe_app
         self.url_prefix = url_prefix
         self.preload = preload
         self.warm = warm
@@ -51,9 +55,13 @@ class Wharf:
         settings = settings or self.settings or Settings()
         services = build_services(settings)
         app.extensions[EXTENSION] = services
-        app.register_blueprint(make_blueprint(), url_prefix=self.url_prefix or None)
-        ui = make_ui_blueprint()
-        observe.register(ui)
+        api, ui = make_blueprint(), make_ui_blueprint()
+        if self.observe_app:
+            observe.register(app)
+        else:
+            observe.register(api)
+            observe.register(ui)
+        app.register_blueprint(api, url_prefix=self.url_prefix or None)
         app.register_blueprint(ui, url_prefix=(self.url_prefix or "") + "/ui")
         services.inference.warm_on_load = self.warm
         if self.preload:

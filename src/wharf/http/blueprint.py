@@ -63,7 +63,6 @@ def make_blueprint() -> Blueprint:
     bp = Blueprint(NAME, __name__, template_folder="templates")
     problems.register(bp)
     security.register(bp)
-    observe.register(bp)
     # Imported here: their views use this module's helpers.
     from wharf.http import datasets, jobs, keys, lifecycle, monitoring, predictions
 

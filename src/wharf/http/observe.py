@@ -23,6 +23,7 @@ from flask import Blueprint, Flask, Response, g, request
 from wharf.http.context import services
 
 REQUEST_ID_HEADER = "X-Request-ID"
+REQUEST_ID_ENVIRON = "HTTP_X_REQUEST_ID"
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 """What a client's request id may look like (UUIDs, trace ids, ...); anything else is replaced."""
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -31,47 +32,70 @@ MAX_LINE = 4096
 """Longest access log line (PIPE_BUF on Linux): a longer path is cut to fit."""
 
 
+class Call:
+    """What the hooks learn of one request, kept in ``g`` as one object: each ``g`` or
+    ``request`` lookup goes through a context-local proxy, and this runs on every prediction."""
+
+    __slots__ = ("model", "problem", "request_id", "started", "version")
+
+    def __init__(self, request_id: str) -> None:
+        self.started = time.perf_counter()
+        self.request_id = request_id
+        self.model = ""
+        self.version: int | None = None
+        self.problem: str | None = None
+
+
 def begin() -> None:
-    g.wharf_started = time.perf_counter()
-    sent = request.headers.get(REQUEST_ID_HEADER)
-    g.wharf_request_id = sent if sent and REQUEST_ID.fullmatch(sent) else os.urandom(12).hex()
+    sent = request.environ.get(REQUEST_ID_ENVIRON)
+    g.wharf_call = Call(sent if sent and REQUEST_ID.fullmatch(sent) else os.urandom(12).hex())
+
+
+def _call() -> Call | None:
+    call: Call | None = g.get("wharf_call")
+    return call
 
 
 def served(model: str, version: int) -> None:
     """Say which model version answered this request (for its labels and log line)."""
-    g.wharf_served = (model, version)
+    call = _call()
+    if call is not None:
+        call.model, call.version = model, version
 
 
 def problem_type(slug: str) -> None:
     """Say which problem an error answer carries (called where errors become responses)."""
-    g.wharf_problem = slug
+    call = _call()
+    if call is not None:
+        call.problem = slug
 
 
 def request_id() -> str | None:
-    return g.get("wharf_request_id")
+    call = _call()
+    return None if call is None else call.request_id
 
 
 def finish(response: Response) -> Response:
-    started = g.get("wharf_started")
-    if started is None:  # a request that began before these hooks were registered
+    call = _call()
+    if call is None:  # a request that began before these hooks were registered
         return response
-    seconds = time.perf_counter() - started
-    rid = g.wharf_request_id
-    response.headers[REQUEST_ID_HEADER] = rid
+    seconds = time.perf_counter() - call.started
+    response.headers[REQUEST_ID_HEADER] = call.request_id
+    req = request._get_current_object()  # type: ignore[attr-defined]
     svc = services()
-    model, version = g.get("wharf_served", ("", None))
     status = response.status_code
-    endpoint = request.endpoint or ""
+    endpoint = req.endpoint or ""
     route = endpoint.removeprefix("wharf.") if endpoint else "unmatched"  # the dashboard's: wharf_ui.*
+    method = req.method
     now = time.time()
     svc.telemetry.request(
         route,
-        request.method if request.method in METHODS else "other",
+        method if method in METHODS else "other",
         status,
         seconds,
-        model,
-        version,
-        error=g.get("wharf_problem") if status >= 400 else None,
+        call.model,
+        call.version,
+        error=call.problem if status >= 400 else None,
         now=now,
     )
     if svc.settings.access_log:
@@ -81,16 +105,16 @@ def finish(response: Response) -> Response:
                 "time": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds"),
                 "level": "info" if status < 500 else "error",
                 "logger": "wharf.access",
-                "request_id": rid,
-                "method": request.method,
-                "path": request.path[:1024],
+                "request_id": call.request_id,
+                "method": method,
+                "path": req.path[:1024],
                 "route": route,
                 "status": status,
                 "duration_ms": round(seconds * 1000, 3),
-                "model": model or None,
-                "version": version,
+                "model": call.model or None,
+                "version": call.version,
                 "key_id": getattr(principal, "key_id", None),
-                "remote_addr": request.remote_addr,
+                "remote_addr": req.remote_addr,
             }
         )
     return response
@@ -107,22 +131,8 @@ def _write(line: dict[str, Any]) -> None:
         pass  # stdout closed or full: a lost log line must not fail the request
 
 
-def register(target: Blueprint) -> None:
-    """Hook every request of ``target``'s routes, before its other hooks."""
+def register(target: Flask | Blueprint) -> None:
+    """Hook every request of ``target`` (an application: all its routes, unknown paths included;
+    a blueprint: its routes), before its other hooks."""
     target.before_request_funcs.setdefault(None, []).insert(0, begin)
     target.after_request(finish)
-
-
-def register_unmatched(app: Flask) -> None:
-    """Hook the requests of ``app`` that match no blueprint's route (unknown paths, wrong
-    methods): they are counted and logged too, where wharf is the whole application."""
-
-    def begin_unmatched() -> None:
-        if request.blueprint is None:
-            begin()
-
-    def finish_unmatched(response: Response) -> Response:
-        return finish(response) if request.blueprint is None else response
-
-    app.before_request(begin_unmatched)
-    app.after_request(finish_unmatched)

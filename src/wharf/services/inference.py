@@ -317,7 +317,7 @@ class InferenceService:
                 field="version",
             ) from exc
         self._check_versions(answering, loaded)
-        runtime: Predictor = MeteredRuntime(loaded, self.telemetry, record.name, record.version)
+        runtime: Predictor = MeteredRuntime(loaded, self.telemetry, record.name, record.version, self.monitor)
         options = self.options(record.name)
         assert options.batch_max_rows is not None and options.batch_max_wait_ms is not None
         if options.batch_max_rows > 1:
@@ -473,8 +473,6 @@ class InferenceService:
         proba = served.runtime.predict_proba(batch) if probabilities else None
         predictions = finite(served.runtime.predict(batch))
         result["predictions"] = jsonable(predictions)
-        if self.monitor is not None:
-            self.monitor.observe(served.name, served.version, batch, predictions, served.runtime)
         if proba is not None:
             result["probabilities"] = jsonable(finite(proba))
             result["classes"] = served.runtime.signature.output.classes

@@ -7,6 +7,7 @@ the model's own, without queueing, decoding or encoding, and its rows are the ba
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -14,17 +15,24 @@ from wharf.batch import Batch
 from wharf.runtimes.base import Runtime
 from wharf.services.telemetry import Telemetry
 
+if TYPE_CHECKING:
+    from wharf.services.monitor import Monitor
+
 
 class MeteredRuntime:
     """``runtime`` with each ``predict`` and ``predict_proba`` call recorded in ``telemetry``.
 
     Rows count once per request: ``predict`` counts them, ``predict_proba`` (asked for alongside)
-    is timed only.
+    is timed only. Each ``predict`` call's rows and labels are handed to ``monitor`` (class counts,
+    drift): once per merged batch, however many requests it answers.
     """
 
-    def __init__(self, runtime: Runtime, telemetry: Telemetry, model: str, version: int) -> None:
+    def __init__(
+        self, runtime: Runtime, telemetry: Telemetry, model: str, version: int, monitor: Monitor | None = None
+    ) -> None:
         self.runtime = runtime
         self.telemetry = telemetry
+        self.monitor = monitor
         self.model = model
         self.version = version
         self.format = runtime.format
@@ -35,9 +43,12 @@ class MeteredRuntime:
     def predict(self, batch: Batch) -> np.ndarray:
         started = time.perf_counter()
         try:
-            return self.runtime.predict(batch)
+            out = self.runtime.predict(batch)
         finally:
             self.telemetry.model_call(self.model, self.version, batch.n_rows, time.perf_counter() - started)
+        if self.monitor is not None:  # one hand-over per batch, not per request
+            self.monitor.observe(self.model, self.version, batch, out, self)
+        return out
 
     def predict_proba(self, batch: Batch) -> np.ndarray | None:
         started = time.perf_counter()

@@ -178,46 +178,59 @@ class Monitor:
                 log.exception("monitoring could not write its counts")
 
     def tick(self) -> None:
-        """Count what was observed, and write this process's metric snapshot."""
+        """Count what was observed, and write this process's metric snapshot.
+
+        Observations are grouped by version and minute first, so a tick costs one ``np.unique``
+        and one binning per group, not per request (at a few thousand one-row requests a second,
+        per-request numpy calls here would take a tenth of the core the requests run on).
+        """
         with self._lock:
             pending, self._pending, self._pending_cells = self._pending, [], 0
-        binned = 0
+        groups: dict[tuple[str, int, int], list[_Seen]] = {}
         for seen in pending:
-            self._count_outputs(seen)
-            minute = minute_of(seen.at)
-            self.telemetry.rows_in_minute(seen.model, seen.version, minute, seen.batch.n_rows)
+            groups.setdefault((seen.model, seen.version, minute_of(seen.at)), []).append(seen)
+        binned = 0
+        for (model, version, minute), group in groups.items():
+            self.telemetry.rows_in_minute(model, version, minute, sum(s.batch.n_rows for s in group))
+            self._count_outputs(model, version, group)
             if binned < DRIFT_ROWS_PER_TICK:
-                binned += self._count_inputs(seen, minute)
+                binned += self._count_inputs(model, version, minute, group, DRIFT_ROWS_PER_TICK - binned)
         self.telemetry.write()
 
-    def _count_outputs(self, seen: _Seen) -> None:
-        values = seen.predictions
-        if values.ndim != 1 or len(values) == 0:
+    def _count_outputs(self, model: str, version: int, group: list[_Seen]) -> None:
+        arrays = [s.predictions for s in group if s.predictions.ndim == 1 and len(s.predictions)]
+        if not arrays:
             return
-        if seen.classifier:
+        values = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
+        if group[0].classifier:
             labels, counts = np.unique(
                 values.astype(str) if values.dtype.kind == "O" else values, return_counts=True
             )
             self.telemetry.outputs(
-                seen.model,
-                seen.version,
-                ((str(label), int(n)) for label, n in zip(labels, counts, strict=True)),
+                model, version, ((str(label), int(n)) for label, n in zip(labels, counts, strict=True))
             )
         elif values.dtype.kind in "fiu":
             finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values
-            self.telemetry.values_summary(seen.model, seen.version, len(finite), float(finite.sum()))
+            self.telemetry.values_summary(model, version, len(finite), float(finite.sum()))
 
-    def _count_inputs(self, seen: _Seen, minute: int) -> int:
-        found = self._reference(seen.model, seen.version)
+    def _count_inputs(self, model: str, version: int, minute: int, group: list[_Seen], budget: int) -> int:
+        """Bin up to ``budget`` rows of ``group`` against the version's reference; returns the rows."""
+        found = self._reference(model, version)
         if found is None:
             return 0
         reference, digest = found
-        batch = seen.batch
+        taken, rows = [], 0
+        for seen in group:
+            if rows >= budget:
+                break
+            taken.append(seen.batch)
+            rows += seen.batch.n_rows
+        batch = Batch.concat(taken)
         columns = {name: batch.column(i) for i, name in enumerate(batch.names)}
         counts = stats.bin_counts(reference, columns)
-        key = (seen.model, seen.version, minute, digest)
-        rows, total = self._drift.get(key, (0, {}))
-        self._drift[key] = (rows + batch.n_rows, stats.add_counts(total, counts))
+        key = (model, version, minute, digest)
+        old_rows, total = self._drift.get(key, (0, {}))
+        self._drift[key] = (old_rows + batch.n_rows, stats.add_counts(total, counts))
         return batch.n_rows
 
     def flush(self) -> None:
