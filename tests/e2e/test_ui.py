@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
+from playwright import sync_api
 from sklearn.pipeline import Pipeline
 from test_serve import Server, start, stopped
 
@@ -39,9 +40,10 @@ ADMIN_KEY = new_key()[1]
 ROW = 77
 """The iris row the form is filled with: a versicolor on the border with virginica."""
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[dev]' installs playwright")
-if not CHROMIUM.exists():
-    pytest.skip("Debian's chromium is not installed (make test installs it)", allow_module_level=True)
+# No skip when either is missing: `make test` installs both, so a missing one is a broken install.
+assert CHROMIUM.exists(), (
+    f"Debian's chromium is not at {CHROMIUM}: `make chromium` (part of `make test`) installs it"
+)
 
 
 def submit(server: Server, dataset: int) -> int:

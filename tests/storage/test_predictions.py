@@ -128,10 +128,3 @@ def test_prune_deletes_what_is_older_in_chunks(
     assert table.prune(T0 + timedelta(minutes=7)) == 0
     assert table.prune(T0 + timedelta(days=1)) == 3
     assert table.count("iris") == 0
-
-
-def test_delete_model_leaves_the_others(table: PredictionTable) -> None:
-    table.add_many([entry(0), entry(1), entry(2, model="houses")])
-    assert table.delete_model("iris") == 2
-    assert table.count("iris") == 0 and table.count("houses") == 1
-    assert table.delete_model("iris") == 0

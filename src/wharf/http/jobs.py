@@ -121,6 +121,14 @@ def submit_job() -> Any:
     return json_response(Job.of(job).model_dump(mode="json"), status=202, headers={"Location": location})
 
 
+def visible(jobs: list[JobRecord]) -> list[JobRecord]:
+    """The jobs the caller may see: a key limited to some models sees the jobs that train them."""
+    caller = principal()
+    if caller.models is None:
+        return jobs
+    return [job for job in jobs if caller.sees(str(job.spec.get("register_as")))]
+
+
 @documented(
     "List jobs, newest first.",
     tags=("jobs",),
@@ -133,10 +141,7 @@ def submit_job() -> Any:
 def list_jobs() -> Any:
     state = query_arg("state")
     limit, offset = page()
-    jobs = services().jobs.recent(state, limit=limit, offset=offset)
-    caller = principal()
-    if caller.models is not None:  # a key limited to some models sees the jobs that train them
-        jobs = [job for job in jobs if caller.sees(str(job.spec.get("register_as")))]
+    jobs = visible(services().jobs.recent(state, limit=limit, offset=offset))
     return json_response({"jobs": [Job.of(job).model_dump(mode="json") for job in jobs]})
 
 

@@ -14,6 +14,7 @@ from flask import url_for
 
 from wharf.errors import ModelNotFound, WharfError
 from wharf.http.context import services
+from wharf.http.jobs import visible
 from wharf.http.schemas import Version
 from wharf.http.security import principal
 from wharf.http.ui_data import (
@@ -99,10 +100,7 @@ def drift_report(name: str, version: int | None) -> dict[str, Any]:
 
 def jobs_json(state: str | None, now: datetime) -> dict[str, Any]:
     """The newest jobs the caller may see (``state``: only those), and whether any is unfinished."""
-    records = services().jobs.recent(state, limit=MAX_JOBS)
-    caller = principal()
-    if caller.models is not None:  # a key limited to some models sees the jobs that train them
-        records = [job for job in records if caller.sees(str(job.spec.get("register_as")))]
+    records = visible(services().jobs.recent(state, limit=MAX_JOBS))
     rows = [job_row(job, now) for job in records]
     return {"jobs": rows, "active": any(not row["finished"] for row in rows)}
 

@@ -34,7 +34,7 @@ from typing import Any
 import orjson
 
 from wharf.errors import InvalidInput
-from wharf.storage.predictions import PredictionRecord, PredictionTable
+from wharf.storage.predictions import PredictionRecord, PredictionTable, utc
 
 log = logging.getLogger(__name__)
 
@@ -323,10 +323,10 @@ class PredictionLog:
             raise InvalidInput(f"'limit' must be 1 to {MAX_READ}; got {limit}.", field="limit")
         if not 0 <= offset <= MAX_OFFSET:
             raise InvalidInput(f"'offset' must be 0 to {MAX_OFFSET}; got {offset}.", field="offset")
-        since, until = _aware(since), _aware(until)
-        if since is not None and until is not None and since >= until:
+        if since is not None and until is not None and utc(since) >= utc(until):
             raise InvalidInput(
-                f"'since' ({since.isoformat()}) must be before 'until' ({until.isoformat()}).", field="since"
+                f"'since' ({utc(since).isoformat()}) must be before 'until' ({utc(until).isoformat()}).",
+                field="since",
             )
         where: dict[str, Any] = {"version": version, "since": since, "until": until}
         entries = self.table.recent(model, **where, limit=limit, offset=offset)
@@ -342,9 +342,3 @@ class PredictionLog:
             "errors": self.errors,
             "queued": len(self._queue) + len(self._retry),
         }
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)

@@ -22,10 +22,12 @@ from typing import Any
 
 import orjson
 
+from wharf.services.batching import HISTOGRAM_BOUNDS
+
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 """Upper bounds of the latency histograms, in seconds (Prometheus ``le``; +Inf follows)."""
-ROWS_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
-"""Upper bounds of the batch-size histogram, in rows per model call."""
+ROWS_BUCKETS = HISTOGRAM_BOUNDS
+"""Upper bounds of the batch-size histogram, in rows per model call (as ``/stats`` shows them)."""
 LOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 """Upper bounds of the model-load histogram, in seconds."""
 

@@ -45,7 +45,7 @@ class PredictionRow(Base):
     outputs: Mapped[Any] = mapped_column(JSON, nullable=False)
 
 
-def _utc(moment: datetime) -> datetime:
+def utc(moment: datetime) -> datetime:
     """``moment`` in UTC; a naive one is taken to be UTC already."""
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
@@ -73,7 +73,7 @@ class PredictionRecord:
     def of(cls, row: PredictionRow) -> PredictionRecord:
         return cls(
             id=row.id,
-            at=_utc(row.at),
+            at=utc(row.at),
             model=row.model,
             version=row.version,
             request_id=row.request_id,
@@ -91,9 +91,9 @@ def _filtered(
     if version is not None:
         query = query.where(PredictionRow.version == version)
     if since is not None:
-        query = query.where(PredictionRow.at >= _utc(since))
+        query = query.where(PredictionRow.at >= utc(since))
     if until is not None:
-        query = query.where(PredictionRow.at < _utc(until))
+        query = query.where(PredictionRow.at < utc(until))
     return query
 
 
@@ -118,7 +118,7 @@ class PredictionTable:
             return 0
         rows = [
             {
-                "at": _utc(record["at"]),
+                "at": utc(record["at"]),
                 "model": record["model"][:MODEL_LENGTH],
                 "version": record["version"],
                 "request_id": _cut(record.get("request_id"), REQUEST_ID_LENGTH),
@@ -164,7 +164,7 @@ class PredictionTable:
     def prune(self, before: datetime) -> int:
         """Delete the entries older than ``before``, :data:`PRUNE_CHUNK` rows per transaction;
         returns how many."""
-        old = select(PredictionRow.id).where(PredictionRow.at < _utc(before)).limit(PRUNE_CHUNK)
+        old = select(PredictionRow.id).where(PredictionRow.at < utc(before)).limit(PRUNE_CHUNK)
         deleted = 0
         while True:
             with self.metadata.writing() as session:
@@ -173,9 +173,3 @@ class PredictionTable:
             deleted += count
             if count < PRUNE_CHUNK:
                 return deleted
-
-    def delete_model(self, model: str) -> int:
-        """Delete every entry of ``model``; returns how many."""
-        with self.metadata.writing() as session:
-            result = session.execute(delete(PredictionRow).where(PredictionRow.model == model))
-            return int(getattr(result, "rowcount", 0) or 0)
