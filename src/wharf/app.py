@@ -18,5 +18,5 @@ def create_app(settings: Settings | None = None, *, preload: bool = True, warm: 
     """
     app = Flask("wharf", static_folder=None)
     problems.register(app)  # unknown routes and methods answer problem+json too
-    Wharf(app, settings or Settings(), preload=preload, warm=warm, observe_app=True)
+    Wharf(app, settings or Settings(), preload=preload, warm=warm, observe_app=True, direct_predict=True)
     return app

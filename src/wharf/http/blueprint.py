@@ -6,7 +6,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import orjson
 from flask import Blueprint, current_app, render_template, request, send_from_directory, url_for
 
 from wharf.errors import (
@@ -16,11 +15,8 @@ from wharf.errors import (
     ModelNotFound,
     WharfError,
 )
-from wharf.http import observe, problems, security
+from wharf.http import hotpath, observe, problems, security
 from wharf.http.bodies import (
-    CSV_TYPES,
-    JSON_TYPES,
-    is_json,
     json_body,
     json_response,
     media_type,
@@ -55,8 +51,6 @@ from wharf.services.parity import Tolerance
 from wharf.services.registry import Registration, newest_active, parse_ref
 from wharf.storage import VersionRecord
 
-TRUE = frozenset({"1", "true", "yes", "on"})
-
 
 def make_blueprint() -> Blueprint:
     """A fresh blueprint (one per application, so tests can build many apps)."""
@@ -77,10 +71,6 @@ def make_blueprint() -> Blueprint:
     ]
     security.add_routes(bp, routes)
     return bp
-
-
-def _flag(name: str) -> bool:
-    return bool(request.query_string) and (query_arg(name) or "").lower() in TRUE
 
 
 def _version_json(record: VersionRecord) -> dict[str, Any]:
@@ -387,26 +377,26 @@ def predict_version(name: str, version: int) -> Any:
 
 
 def _predict(name: str, version: int | None, alias: str | None) -> Any:
-    svc = services()
-    kind = media_type()
-    if not is_json(kind) and kind not in CSV_TYPES:
-        raise unsupported(JSON_TYPES[:1] + CSV_TYPES)
-    data = read_body(svc.settings.max_body_bytes)
-    probabilities = _flag("probabilities")
-    target = svc.inference.model(name, version, alias)
-    observe.served(target.name, target.version)
-    csv = kind in CSV_TYPES
-    result = svc.inference.answer(target, data, csv=csv, probabilities=probabilities)
-    if svc.predictions.sample:  # sampled inside offer(); the body is embedded as it came, unparsed
-        svc.predictions.offer(
-            target.name,
-            target.version,
-            inputs=data if csv else orjson.Fragment(data),  # CSV bytes are stored as text
-            outputs=result,
-            request_id=observe.request_id(),
-            key_id=principal().key_id,
-        )
+    result = hotpath.predict(
+        services(),
+        name,
+        version,
+        alias,
+        media_type(),
+        read_body,
+        lambda: (
+            bool(request.query_string)
+            and hotpath.wants_probabilities(request.args.getlist(hotpath.PROBABILITIES))
+        ),
+        observe.current(),
+        principal().key_id,
+    )
     return json_response(result)
+
+
+def _wants_probabilities() -> bool:
+    values = request.args.getlist(hotpath.PROBABILITIES) if request.query_string else []
+    return hotpath.wants_probabilities(values)
 
 
 # -- docs ------------------------------------------------------------------------------------

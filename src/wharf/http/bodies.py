@@ -37,21 +37,33 @@ def is_json(mimetype: str) -> bool:
 def read_body(limit: int) -> bytes:
     """The raw body, at most ``limit`` bytes (413 above); :raises MalformedBody: when empty."""
     request.max_content_length = limit
-    length = request.content_length
-    environ = request.environ
+    data = read_stream(request.environ, limit, request.content_length)
+    return nonempty(data if data is not None else request.get_data(cache=False))
+
+
+def read_stream(environ: dict[str, Any], limit: int, length: int | None) -> bytes | None:
+    """The body read straight from the WSGI stream, at most ``limit`` bytes; None where the server
+    neither ends the stream nor says the body's ``length`` (werkzeug must read it).
+
+    :raises ContentTooLarge: the body is longer than ``limit``.
+    """
     if length is not None and length > limit:
         raise _too_large(limit)
     if environ.get("wsgi.input_terminated"):
         # The server ends the stream at the body's end, chunked bodies included (Granian does):
         # one read of at most limit + 1 bytes instead of werkzeug's chunked LimitedStream, which
         # took a tenth of a large request's time.
-        data = environ["wsgi.input"].read(limit + 1)
+        data: bytes = environ["wsgi.input"].read(limit + 1)
         if len(data) > limit:
             raise _too_large(limit)
-    elif length is not None:
-        data = environ["wsgi.input"].read(length)  # PEP 3333: reading CONTENT_LENGTH bytes is safe
-    else:
-        data = request.get_data(cache=False)
+        return data
+    if length is not None:
+        return environ["wsgi.input"].read(length)  # PEP 3333: reading CONTENT_LENGTH bytes is safe
+    return None
+
+
+def nonempty(data: bytes) -> bytes:
+    """``data``; :raises MalformedBody: it is empty."""
     if not data:
         raise MalformedBody("The request body is empty; send a JSON object or CSV rows.", field="body")
     return data
@@ -68,7 +80,14 @@ def query_arg(name: str) -> str | None:
 
     :raises InvalidInput: it is given more than once (which one would be meant?).
     """
-    values = request.args.getlist(name)
+    return one_value(name, request.args.getlist(name))
+
+
+def one_value(name: str, values: list[str]) -> str | None:
+    """The one value of query parameter ``name`` among ``values`` (None: absent or empty).
+
+    :raises InvalidInput: it is given more than once.
+    """
     if len(values) > 1:
         raise InvalidInput(
             f"Query parameter {name!r} is given {len(values)} times; give it once.", field=name
@@ -106,8 +125,9 @@ def json_body(limit: int) -> Any:
     return parse_json(read_body(limit))
 
 
-def unsupported(accepted: tuple[str, ...]) -> UnsupportedMediaType:
-    got = request.mimetype or "none"
+def unsupported(accepted: tuple[str, ...], got: str | None = None) -> UnsupportedMediaType:
+    """:param got: the request's media type (default: this request's)."""
+    got = (request.mimetype if got is None else got) or "none"
     return UnsupportedMediaType(
         f"Content-Type {got!r} is not accepted here; send one of {', '.join(accepted)}.",
         field="Content-Type",

@@ -15,12 +15,15 @@ import os
 import re
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from flask import Blueprint, Flask, Response, g, request
 
 from wharf.http.context import services
+
+if TYPE_CHECKING:
+    from wharf.services import Services
 
 REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID_ENVIRON = "HTTP_X_REQUEST_ID"
@@ -45,48 +48,71 @@ class Call:
         self.version: int | None = None
         self.problem: str | None = None
 
+    @classmethod
+    def of(cls, environ: dict[str, Any]) -> Call:
+        """A request's record, keeping the request id its client sent where it is a sane one."""
+        sent = environ.get(REQUEST_ID_ENVIRON)
+        return cls(sent if sent and REQUEST_ID.fullmatch(sent) else os.urandom(12).hex())
+
 
 def begin() -> None:
-    sent = request.environ.get(REQUEST_ID_ENVIRON)
-    g.wharf_call = Call(sent if sent and REQUEST_ID.fullmatch(sent) else os.urandom(12).hex())
+    g.wharf_call = Call.of(request.environ)
 
 
-def _call() -> Call | None:
+def current() -> Call | None:
+    """This request's record (None outside a request these hooks began)."""
     call: Call | None = g.get("wharf_call")
     return call
 
 
 def served(model: str, version: int) -> None:
     """Say which model version answered this request (for its labels and log line)."""
-    call = _call()
+    call = current()
     if call is not None:
         call.model, call.version = model, version
 
 
 def problem_type(slug: str) -> None:
     """Say which problem an error answer carries (called where errors become responses)."""
-    call = _call()
+    call = current()
     if call is not None:
         call.problem = slug
 
 
-def request_id() -> str | None:
-    call = _call()
-    return None if call is None else call.request_id
-
-
 def finish(response: Response) -> Response:
-    call = _call()
+    call = current()
     if call is None:  # a request that began before these hooks were registered
         return response
-    seconds = time.perf_counter() - call.started
     response.headers[REQUEST_ID_HEADER] = call.request_id
     req = request._get_current_object()  # type: ignore[attr-defined]
-    svc = services()
-    status = response.status_code
     endpoint = req.endpoint or ""
-    route = endpoint.removeprefix("wharf.") if endpoint else "unmatched"  # the dashboard's: wharf_ui.*
-    method = req.method
+    principal = g.get("wharf_principal")
+    record(
+        services(),
+        call,
+        endpoint.removeprefix("wharf.") if endpoint else "unmatched",  # the dashboard's: wharf_ui.*
+        req.method,
+        response.status_code,
+        req.path,
+        req.remote_addr,
+        getattr(principal, "key_id", None),
+    )
+    return response
+
+
+def record(
+    svc: Services,
+    call: Call,
+    route: str,
+    method: str,
+    status: int,
+    path: str,
+    remote_addr: str | None,
+    key_id: str | None,
+) -> None:
+    """Count one answered request and write its access log line (Flask's hook above, and the
+    direct predict path, :mod:`wharf.http.hotpath`)."""
+    seconds = time.perf_counter() - call.started
     now = time.time()
     svc.telemetry.request(
         route,
@@ -99,7 +125,6 @@ def finish(response: Response) -> Response:
         now=now,
     )
     if svc.settings.access_log:
-        principal = g.get("wharf_principal")
         _write(
             {
                 "time": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds"),
@@ -107,17 +132,16 @@ def finish(response: Response) -> Response:
                 "logger": "wharf.access",
                 "request_id": call.request_id,
                 "method": method,
-                "path": req.path[:1024],
+                "path": path[:1024],
                 "route": route,
                 "status": status,
                 "duration_ms": round(seconds * 1000, 3),
                 "model": call.model or None,
                 "version": call.version,
-                "key_id": getattr(principal, "key_id", None),
-                "remote_addr": req.remote_addr,
+                "key_id": key_id,
+                "remote_addr": remote_addr,
             }
         )
-    return response
 
 
 def _write(line: dict[str, Any]) -> None:

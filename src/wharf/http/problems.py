@@ -29,17 +29,28 @@ HTTP_TITLES = {413: "Content Too Large"}
 
 def problem(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
     body.setdefault("instance", request.path)
-    observe.problem_type(str(body.get("type", "")).removeprefix(PROBLEM_BASE))
+    observe.problem_type(slug(body))
     response = Response(orjson.dumps(body), status=status, headers=headers, mimetype=PROBLEM_MEDIA_TYPE)
     # Errors answered outside wharf's routes (unknown paths, wrong methods) skip its after-request hook.
     return secure(response)
 
 
+def slug(body: dict[str, Any]) -> str:
+    """A problem's type without the common prefix (``invalid-input``): its metrics label."""
+    return str(body.get("type", "")).removeprefix(PROBLEM_BASE)
+
+
 def from_wharf_error(error: WharfError) -> Response:
+    status, body, headers = render(error)
+    return problem(status, body, headers)
+
+
+def render(error: WharfError) -> tuple[int, dict[str, Any], dict[str, str] | None]:
+    """``error`` as a problem: its status, body (without ``instance``) and extra headers."""
     headers = None
     if isinstance(error, TooManyRequests):  # RFC 9110: a 429 (or 503) says when to come back
         headers = {"Retry-After": str(error.retry_after)}
-    return problem(int(error.status), error.to_problem(), headers)
+    return int(error.status), error.to_problem(), headers
 
 
 def from_http_exception(error: HTTPException) -> Response:
@@ -65,13 +76,17 @@ def from_unexpected(error: Exception) -> Response:
     if isinstance(error, HTTPException):
         return from_http_exception(error)
     log.exception("unhandled error on %s %s", request.method, request.path)
-    body = {
+    return problem(500, internal())
+
+
+def internal() -> dict[str, Any]:
+    """The body of a 500: what failed is in the server's log, never in the answer."""
+    return {
         "type": PROBLEM_BASE + "internal",
         "title": "Internal Server Error",
         "status": 500,
         "detail": "wharf failed while answering this request; the server log has the details.",
     }
-    return problem(500, body)
 
 
 def register(target: Flask | Blueprint) -> None:

@@ -9,7 +9,8 @@ a model gets the same 403 whether the model exists or not.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, Response, g, request
 
@@ -17,6 +18,9 @@ from wharf.errors import Forbidden, Unauthorized, WharfError
 from wharf.http.context import NAME, services
 from wharf.services.ratelimit import Caller
 from wharf.services.security import ANONYMOUS_ADMIN, PERMISSIONS, Principal
+
+if TYPE_CHECKING:
+    from wharf.services import Services
 
 PUBLIC = "public"
 """The permission of routes anyone may call: health checks and the API docs."""
@@ -41,6 +45,8 @@ _COMMON = [
 API_HEADERS = [*_COMMON, ("Content-Security-Policy", API_CSP)]
 PAGE_HEADERS = [*_COMMON, ("Content-Security-Policy", PAGE_CSP)]
 CORS_MAX_AGE = "600"
+CHALLENGE = 'Bearer realm="wharf"'
+"""The ``WWW-Authenticate`` value of a 401 (RFC 6750)."""
 
 _permissions: dict[str, str] = {}
 """Endpoint -> permission, filled as routes are registered."""
@@ -93,38 +99,65 @@ def check_request() -> None:
         return  # a CORS preflight carries no key; Flask answers it without running the view
     svc = services()
     endpoint = request.endpoint or ""
-    permission = _permissions.get(endpoint)
-    if permission == METRICS:
-        permission = PUBLIC if svc.settings.metrics_public else "read"
-    limiter = svc.limiter if svc.limiter.enabled else None
-    route = endpoint.rpartition(".")[2]
     address = request.remote_addr or "unknown"
+    caller = identify(svc, endpoint, _credential(), address)
+    if caller is not None:
+        g.wharf_principal = caller  # known from here on: a refused request's log names its key
+    model = (request.view_args or {}).get("name")
+    admit(svc, endpoint, caller, address, model.partition("@")[0] if isinstance(model, str) else None)
+
+
+# Flask's hook above and the direct predict path (wharf.http.hotpath) both admit requests with the
+# two functions below, so a request meets the same rules whichever of them answers it.
+
+
+def identify(svc: Services, endpoint: str, credential: str | None, address: str) -> Principal | None:
+    """The key calling ``endpoint`` (``wharf.<view>``): None on a public route or where auth is off.
+
+    :raises Unauthorized: the route needs a key and ``credential`` is none, or not a valid one;
+        counted against the anonymous rate limit first.
+    """
+    if not svc.settings.auth or _permission(svc, endpoint) == PUBLIC:
+        return None
+    try:
+        return svc.keys.authenticate(credential)
+    except Unauthorized:
+        if svc.limiter.enabled:
+            svc.limiter.check(Caller(None, None, address, anonymous=True), endpoint.rpartition(".")[2])
+        raise
+
+
+def admit(svc: Services, endpoint: str, caller: Principal | None, address: str, model: str | None) -> None:
+    """Count the request against the rate limits and check that ``caller`` (from :func:`identify`)
+    may call ``endpoint``.
+
+    :param model: the model named in the URL (alias removed), for the key's model limit.
+    :raises TooManyRequests, Forbidden: as the request deserves.
+    """
+    permission = _permission(svc, endpoint)
+    if svc.limiter.enabled:
+        role = caller.role if caller is not None else None
+        key_id = caller.key_id if caller is not None else None
+        svc.limiter.check(Caller(key_id, role, address), endpoint.rpartition(".")[2])
     if permission == PUBLIC:
-        if limiter is not None:
-            limiter.check(Caller(None, None, address), route)
         return
-    caller = ANONYMOUS_ADMIN
-    if svc.settings.auth:
-        try:
-            caller = svc.keys.authenticate(_credential())
-        except Unauthorized:
-            if limiter is not None:
-                limiter.check(Caller(None, None, address, anonymous=True), route)
-            raise
-        g.wharf_principal = caller
-    if limiter is not None:
-        role = caller.role if svc.settings.auth else None
-        limiter.check(Caller(caller.key_id, role, address), route)
     if permission is None:  # a route registered without add_routes: refuse rather than guess
         raise WharfError(f"The route {endpoint!r} declares no permission.")
-    model = (request.view_args or {}).get("name")
-    caller.require(permission, model.partition("@")[0] if isinstance(model, str) else None)
-    if _permissions.get(endpoint) == METRICS and caller.models is not None:
+    found = caller if caller is not None else ANONYMOUS_ADMIN
+    found.require(permission, model)
+    if _permissions.get(endpoint) == METRICS and found.models is not None:
         raise Forbidden(
             "/metrics names every served model; a key limited to some models may not read it. Use a "
             "reader key without a model limit for Prometheus.",
             field="key",
         )
+
+
+def _permission(svc: Services, endpoint: str) -> str | None:
+    permission = _permissions.get(endpoint)
+    if permission == METRICS:
+        return PUBLIC if svc.settings.metrics_public else "read"
+    return permission
 
 
 def secure(response: Response) -> Response:
@@ -139,40 +172,49 @@ def secure(response: Response) -> Response:
     if "X-Content-Type-Options" in headers:  # an error response, secured where it was made
         return response
     page = headers.get("Content-Type", "").startswith("text/html")
-    headers.extend(PAGE_HEADERS if page else API_HEADERS)
-    if request.scheme == "https":
-        headers["Strict-Transport-Security"] = HSTS
+    headers.extend(security_headers(page=page, https=request.scheme == "https"))
     return response
+
+
+def security_headers(*, page: bool, https: bool) -> list[tuple[str, str]]:
+    """The security headers of a response: a web page's or an API answer's, HSTS over HTTPS."""
+    found = PAGE_HEADERS if page else API_HEADERS
+    return [*found, ("Strict-Transport-Security", HSTS)] if https else found
 
 
 def finish_response(response: Response) -> Response:
     """After each response under wharf: security headers, CORS, and the audit record."""
     headers = secure(response).headers
     if response.status_code == 401:
-        headers.setdefault("WWW-Authenticate", 'Bearer realm="wharf"')
-    _cors(response)
+        headers.setdefault("WWW-Authenticate", CHALLENGE)
+    allowed = services().settings.cors_origins
+    if allowed:
+        for name, value in cors_headers(allowed, request.headers.get("Origin"), request.method):
+            if name == "Vary":
+                headers.add(name, value)
+            else:
+                headers[name] = value
     if request.method not in ("GET", "HEAD", "OPTIONS") and permission_of(request.endpoint) in AUDITED:
         _audit(response.status_code)
     return response
 
 
-def _cors(response: Response) -> None:
-    allowed = services().settings.cors_origins
-    if not allowed:
-        return
-    origin = request.headers.get("Origin")
-    if not origin:
-        return
-    if "*" not in allowed and origin not in allowed:
-        return
-    headers = response.headers
-    headers["Access-Control-Allow-Origin"] = "*" if "*" in allowed else origin
-    headers.add("Vary", "Origin")
-    headers["Access-Control-Expose-Headers"] = "Location, Retry-After"
-    if request.method == "OPTIONS":
-        headers["Access-Control-Allow-Headers"] = "Authorization, X-API-Key, Content-Type"
-        headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, PATCH, DELETE"
-        headers["Access-Control-Max-Age"] = CORS_MAX_AGE
+def cors_headers(allowed: Sequence[str], origin: str | None, method: str) -> list[tuple[str, str]]:
+    """The CORS headers answering a request from ``origin`` (none for an origin not allowed)."""
+    if not allowed or not origin or ("*" not in allowed and origin not in allowed):
+        return []
+    found = [
+        ("Access-Control-Allow-Origin", "*" if "*" in allowed else origin),
+        ("Vary", "Origin"),
+        ("Access-Control-Expose-Headers", "Location, Retry-After"),
+    ]
+    if method == "OPTIONS":
+        found += [
+            ("Access-Control-Allow-Headers", "Authorization, X-API-Key, Content-Type"),
+            ("Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE"),
+            ("Access-Control-Max-Age", CORS_MAX_AGE),
+        ]
+    return found
 
 
 def _audit(status: int) -> None:
