@@ -74,6 +74,7 @@ class Pair:
         self.via_direct = Client(app)
         self.via_flask = Client(flask)
         self.capfd = capfd
+        self.access_log = app.extensions["wharf"].access_log
 
     def send(self, path: str, *, taken: bool, **request: Any) -> TestResponse:
         """Send ``request`` both ways; assert equal answers; ``taken``: the direct path answers it."""
@@ -94,6 +95,7 @@ class Pair:
         return direct
 
     def _log_line(self) -> dict[str, Any]:
+        self.access_log.flush()
         lines = [line for line in self.capfd.readouterr().out.splitlines() if '"wharf.access"' in line]
         assert len(lines) == 1, lines
         line: dict[str, Any] = json.loads(lines[0])

@@ -122,7 +122,7 @@ def test_any_other_request_id_is_replaced(
     assert response.status_code == 200
     rid = response.headers["X-Request-ID"]
     assert GENERATED_ID.fullmatch(rid), rid
-    out = capfd.readouterr().out
+    out = logged(client, capfd)
     [line] = access_lines(out)
     assert line["request_id"] == rid
     assert sent not in out
@@ -142,7 +142,7 @@ def test_header_injection_in_a_request_id_goes_nowhere(
     assert GENERATED_ID.fullmatch(rid), rid
     assert "X-Injected" not in response.headers
     assert all("\n" not in v and "\r" not in v for _, v in response.headers.items())
-    out = capfd.readouterr().out
+    out = logged(client, capfd)
     assert "Injected" not in out and "<html>" not in out
 
 
@@ -170,6 +170,12 @@ def test_error_answers_carry_the_request_id(
     assert response.headers["X-Request-ID"] == "trace-42"
 
 
+def logged(client: FlaskClient, capfd: pytest.CaptureFixture[str]) -> str:
+    """What the app wrote to stdout so far, its access log lines included (written in batches)."""
+    client.application.extensions["wharf"].access_log.flush()
+    return capfd.readouterr().out
+
+
 # -- the access log ----------------------------------------------------------------------------------
 
 
@@ -189,6 +195,7 @@ def test_one_access_line_per_request_with_its_fields(
     after = datetime.now(UTC)
     assert (ok.status_code, missing.status_code, unmatched.status_code) == (200, 404, 404)
 
+    services.access_log.flush()
     captured = capfd.readouterr()
     lines = access_lines(captured.out)
     assert len(lines) == 3
@@ -236,7 +243,7 @@ def test_a_long_path_is_cut_and_the_line_stays_whole(
     capfd.readouterr()
     path = "/" + "a" * 6000
     assert client.get(path).status_code == 404
-    out = capfd.readouterr().out
+    out = logged(client, capfd)
     [line] = access_lines(out)
     assert line["path"] == path[:1024]
     assert max(len(raw.encode()) + 1 for raw in out.splitlines()) <= 4096
@@ -248,7 +255,7 @@ def test_access_log_can_be_turned_off(
     client = make_client(access_log=False)
     capfd.readouterr()
     assert client.get("/v1/models").status_code == 200
-    assert access_lines(capfd.readouterr().out) == []
+    assert access_lines(logged(client, capfd)) == []
 
 
 # -- /metrics: access --------------------------------------------------------------------------------

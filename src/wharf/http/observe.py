@@ -4,9 +4,9 @@ A request keeps the ``X-Request-ID`` its client (or proxy) sent when it is a sen
 gets a new one; the response echoes it. When the response is ready, one JSON line goes to stdout
 (the access log) and the request is counted in :class:`~wharf.services.telemetry.Telemetry`.
 
-The line is written with one ``os.write`` on file descriptor 1: under several worker processes
-sharing one stdout pipe, a write of up to ``PIPE_BUF`` bytes is never interleaved with another's,
-so every line stays whole (a buffered ``print`` may split one).
+The lines go to :class:`~wharf.services.linewriter.LineWriter`, which writes them to stdout in
+batches of whole lines, at most ``PIPE_BUF`` bytes a write: under several worker processes sharing
+one stdout pipe, such a write is never interleaved with another's, so every line stays whole.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import orjson
 from flask import Blueprint, Flask, Response, g, request
 
 from wharf.http.context import services
+from wharf.services.linewriter import MAX_WRITE
 
 if TYPE_CHECKING:
     from wharf.services import Services
@@ -31,7 +32,7 @@ REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 """What a client's request id may look like (UUIDs, trace ids, ...); anything else is replaced."""
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 """Methods named in metric labels; any other is counted as ``other`` (labels must stay bounded)."""
-MAX_LINE = 4096
+MAX_LINE = MAX_WRITE
 """Longest access log line (PIPE_BUF on Linux): a longer path is cut to fit."""
 
 
@@ -125,7 +126,7 @@ def record(
         now=now,
     )
     if svc.settings.access_log:
-        _write(
+        line = _line(
             {
                 "time": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds"),
                 "level": "info" if status < 500 else "error",
@@ -142,17 +143,15 @@ def record(
                 "remote_addr": remote_addr,
             }
         )
+        svc.access_log.write(line)
 
 
-def _write(line: dict[str, Any]) -> None:
+def _line(line: dict[str, Any]) -> bytes:
     data = orjson.dumps(line) + b"\n"
     if len(data) > MAX_LINE:
         line["path"] = line["path"][:256]
         data = orjson.dumps(line)[: MAX_LINE - 1] + b"\n"
-    try:
-        os.write(1, data)
-    except OSError:
-        pass  # stdout closed or full: a lost log line must not fail the request
+    return data
 
 
 def register(target: Flask | Blueprint) -> None:

@@ -12,6 +12,7 @@ from wharf.services.conversion import Converter
 from wharf.services.datasets import Datasets
 from wharf.services.inference import InferenceService
 from wharf.services.jobs import Jobs, train_validator
+from wharf.services.linewriter import LineWriter
 from wharf.services.monitor import Monitor
 from wharf.services.predictionlog import PredictionLog
 from wharf.services.ratelimit import RateLimiter
@@ -38,12 +39,15 @@ class Services:
     telemetry: Telemetry
     monitor: Monitor
     predictions: PredictionLog
+    access_log: LineWriter
+    """Where the access log lines go (stdout), written in batches."""
 
     def close(self) -> None:
         self.inference.stop()
         self.monitor.stop()
         self.jobs.stop()
         self.predictions.stop()
+        self.access_log.close()
         self.registry.metadata.close()
 
     def after_fork(self) -> None:
@@ -106,6 +110,7 @@ def build_services(settings: Settings) -> Services:
         audit=Audit(metadata.audit),
         limiter=RateLimiter(settings.rate_limits, settings.resolved_rate_limit_storage),
         telemetry=telemetry,
+        access_log=LineWriter(),
         monitor=monitor,
         predictions=PredictionLog(
             metadata.predictions,

@@ -1,0 +1,106 @@
+"""LineWriter: lines reach the descriptor whole, in writes of at most PIPE_BUF bytes, soon."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from wharf.services import linewriter
+from wharf.services.linewriter import MAX_WRITE, LineWriter
+
+
+@pytest.fixture
+def pipe() -> Iterator[tuple[int, int]]:
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    yield read, write
+    os.close(read)
+    os.close(write)
+
+
+def drain(fd: int) -> bytes:
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return out
+        if not chunk:
+            return out
+        out += chunk
+
+
+def test_lines_are_written_in_whole_line_writes_within_pipe_buf(
+    pipe: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read, write = pipe
+    writes: list[bytes] = []
+    real = os.write
+
+    def spy(fd: int, data: bytes) -> int:
+        writes.append(bytes(data))
+        return real(fd, data)
+
+    monkeypatch.setattr(linewriter.os, "write", spy)
+    writer = LineWriter(write, flush_seconds=60)
+    lines = [f'{{"n": {i}, "pad": "{"x" * (i % 100)}"}}\n'.encode() for i in range(300)]
+    for line in lines:
+        writer.write(line)
+    assert writes == []  # kept, not written per line
+    writer.flush()
+    assert b"".join(writes) == b"".join(lines)
+    assert len(writes) < len(lines) / 10
+    assert all(len(w) <= MAX_WRITE and w.endswith(b"\n") for w in writes)
+    assert drain(read) == b"".join(lines)
+
+
+def test_the_background_thread_writes_soon(pipe: tuple[int, int]) -> None:
+    read, write = pipe
+    writer = LineWriter(write, flush_seconds=0.01)
+    writer.write(b"one\n")
+    writer.write(b"two\n")
+    deadline = time.monotonic() + 5
+    got = b""
+    while got != b"one\ntwo\n" and time.monotonic() < deadline:
+        time.sleep(0.01)
+        got += drain(read)
+    assert got == b"one\ntwo\n"
+    writer.write(b"three\n")  # the writer sleeps between batches and wakes for the next
+    while not got.endswith(b"three\n") and time.monotonic() < deadline:
+        time.sleep(0.01)
+        got += drain(read)
+    assert got == b"one\ntwo\nthree\n"
+    writer.close()
+
+
+def test_no_delay_writes_each_line_at_once(pipe: tuple[int, int]) -> None:
+    read, write = pipe
+    writer = LineWriter(write, flush_seconds=0)
+    writer.write(b"now\n")
+    assert drain(read) == b"now\n"
+
+
+def test_a_blocked_descriptor_bounds_what_is_kept(
+    pipe: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, write = pipe
+    monkeypatch.setattr(linewriter, "MAX_PENDING", 10)
+    writer = LineWriter(write, flush_seconds=60)
+    for _ in range(15):
+        writer.write(b"x\n")
+    assert writer.dropped == 5
+
+
+def test_a_reader_gone_loses_lines_quietly() -> None:
+    read, write = os.pipe()
+    os.close(read)  # stdout's reader went away: writes fail with EPIPE
+    try:
+        writer = LineWriter(write, flush_seconds=60)
+        writer.write(b"lost\n")
+        writer.close()  # no exception: a lost log line fails nothing
+        assert writer.dropped == 1
+    finally:
+        os.close(write)
