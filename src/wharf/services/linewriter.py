@@ -21,7 +21,6 @@ MAX_PENDING = 20_000
 """Most lines kept while the descriptor does not take them (a blocked pipe); more are dropped."""
 
 
-
 class LineWriter:
     """Lines (``bytes`` ending in a newline, each at most :data:`MAX_WRITE`) written to ``fd``.
 
