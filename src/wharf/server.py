@@ -13,7 +13,6 @@ restarts (SIGHUP) and graceful stops (SIGTERM, SIGINT).
 
 from __future__ import annotations
 
-import atexit
 import ctypes
 import gc
 import os
@@ -22,6 +21,7 @@ import signal
 import socket
 import tempfile
 from collections.abc import Callable
+from multiprocessing.util import Finalize
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,10 @@ def serve(settings: Settings, on_ready: Callable[[str], None] | None = None) -> 
         _die_with_parent(main_pid)
         services = app.extensions["wharf"]
         services.after_fork()  # the workers start their counts from zero
-        atexit.register(services.close)  # a graceful stop writes what the workers still hold
+        # A graceful stop writes what the worker still holds (log lines, counts, sampled
+        # predictions). Granian's workers are multiprocessing children, which end with os._exit:
+        # atexit handlers never run there, multiprocessing's finalizers do.
+        Finalize(services, services.close, exitpriority=10)
         services.inference.warm_loaded()
         services.inference.watch()  # follow registrations and alias moves made anywhere
         services.jobs.start()  # each worker runs queued jobs (and fails those its predecessor left)

@@ -248,7 +248,9 @@ def test_unknown_routes_get_problems(server: Server) -> None:
     assert response.headers["Content-Type"] == "application/problem+json"
 
 
-def test_a_production_server_that_stops_cleanly(tmp_path: Path, model_file: Path) -> None:
+def test_a_production_server_that_stops_cleanly(
+    tmp_path: Path, model_file: Path, iris: tuple[Pipeline, pd.DataFrame]
+) -> None:
     server = start(tmp_path / "home", str(model_file), "--threads", "4", log=tmp_path / "serve.log")
     try:
         assert requests.get(f"{server.url}/healthz", timeout=10).json() == {"status": "ok"}
@@ -258,10 +260,19 @@ def test_a_production_server_that_stops_cleanly(tmp_path: Path, model_file: Path
         assert "development server" not in output.lower()
         assert "Running on http" not in output  # werkzeug's banner
         assert f"serving 1 model(s) at {server.url}" in output
+        # The access log is written in batches: a line still held at a graceful stop is written.
+        last = requests.post(
+            f"{server.url}/v1/models/iris/predict",
+            json={"instances": rows(iris[1].head(1))},
+            headers={"X-Request-ID": "last-words"},
+            timeout=10,
+        )
+        assert last.status_code == 200
         started = time.monotonic()
         assert server.stop() == 0
         assert time.monotonic() - started < STOP_SECONDS
         assert "Shutting down granian" in server.output()
+        assert '"request_id":"last-words"' in server.output()
     finally:
         stopped(server)
 

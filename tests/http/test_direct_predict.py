@@ -176,6 +176,16 @@ def test_predictions_equal_the_models_and_flasks(pair: Pair, trained: dict[str, 
             True,
             400,
         ),
+        (
+            IRIS,
+            {
+                "data": b"x" * (LIMIT + 1),
+                "content_type": "application/json",
+                "environ_overrides": {"wsgi.input_terminated": True, "CONTENT_LENGTH": ""},
+            },
+            True,
+            413,
+        ),
         (IRIS + "?probabilities=%74rue", {"json": {"instances": [[1, 2, 3, 4]]}}, False, 200),
         (
             "/v1/models/iris@production/versions/1/predict",
@@ -238,6 +248,11 @@ def test_rate_limits_count_once(tmp_path: Path, trained: dict[str, Trained]) -> 
     try:
         register(app.extensions["wharf"], trained["iris"])
         client = Client(app)
+        taken_by_flask: list[str] = []
+        direct = app.wsgi_app
+        assert isinstance(direct, DirectPredict)
+        flask = direct.flask
+        direct.flask = lambda environ, start: taken_by_flask.append("flask") or flask(environ, start)
         headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
         statuses = [
             client.post(IRIS, json={"instances": [[1, 2, 3, 4]]}, headers=headers).status_code
@@ -247,6 +262,7 @@ def test_rate_limits_count_once(tmp_path: Path, trained: dict[str, Trained]) -> 
         refused = client.post(IRIS, json={"instances": [[1, 2, 3, 4]]}, headers=headers)
         assert refused.headers["Retry-After"].isdigit()
         assert refused.mimetype == "application/problem+json"
+        assert taken_by_flask == []  # every one answered by the direct path
     finally:
         app.extensions["wharf"].close()
 
@@ -277,5 +293,33 @@ def test_an_application_of_your_own_keeps_its_hooks(tmp_path: Path, trained: dic
         )
         assert answer.status_code == 200
         assert seen == ["hook"]
+    finally:
+        app.extensions["wharf"].close()
+
+
+def test_mounted_under_a_prefix(tmp_path: Path, trained: dict[str, Trained]) -> None:
+    """In an application of your own with ``direct_predict=True``: under the prefix only."""
+    from wharf.flask import Wharf
+
+    app = Flask("mine")
+    settings = Settings(home=tmp_path / "mounted", admin_key=ADMIN_KEY, rate_limits={})
+    Wharf(app, settings, url_prefix="/ml", direct_predict=True)
+    try:
+        register(app.extensions["wharf"], trained["iris"])
+        direct = app.wsgi_app
+        assert isinstance(direct, DirectPredict)
+        calls: list[str] = []
+        flask = direct.flask
+        direct.flask = lambda environ, start: calls.append(environ["PATH_INFO"]) or flask(environ, start)
+        client = Client(app)
+        headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+        iris = trained["iris"]
+        answer = client.post("/ml" + IRIS, json={"instances": iris.lists()}, headers=headers)
+        assert answer.status_code == 200
+        assert answer.json is not None
+        assert answer.json["predictions"] == iris.model.predict(iris.rows).tolist()
+        assert calls == []
+        assert client.post(IRIS, json={"instances": iris.lists()}, headers=headers).status_code == 404
+        assert calls == [IRIS]  # outside the prefix: Flask's (unknown path)
     finally:
         app.extensions["wharf"].close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator
 
@@ -38,14 +39,14 @@ def test_lines_are_written_in_whole_line_writes_within_pipe_buf(
 ) -> None:
     read, write = pipe
     writes: list[bytes] = []
-    real = os.write
-
-    def spy(fd: int, data: bytes) -> int:
-        writes.append(bytes(data))
-        return real(fd, data)
-
-    monkeypatch.setattr(linewriter.os, "write", spy)
     writer = LineWriter(write, flush_seconds=60)
+    real = writer._put
+
+    def spy(data: bytes) -> None:
+        writes.append(data)
+        real(data)
+
+    monkeypatch.setattr(writer, "_put", spy)
     lines = [f'{{"n": {i}, "pad": "{"x" * (i % 100)}"}}\n'.encode() for i in range(300)]
     for line in lines:
         writer.write(line)
@@ -92,6 +93,48 @@ def test_a_blocked_descriptor_bounds_what_is_kept(
     for _ in range(15):
         writer.write(b"x\n")
     assert writer.dropped == 5
+    writer.close()
+
+
+def test_close_writes_what_is_kept_and_later_lines_at_once(pipe: tuple[int, int]) -> None:
+    read, write = pipe
+    writer = LineWriter(write, flush_seconds=60)  # the thread would wait a minute
+    writer.write(b"kept\n")
+    writer.close()
+    assert drain(read) == b"kept\n"
+    writer.write(b"late\n")
+    assert drain(read) == b"late\n"
+
+
+def test_many_threads_every_line_once(pipe: tuple[int, int]) -> None:
+    read, write = pipe
+    writer = LineWriter(write, flush_seconds=0.005)
+    got = bytearray()
+
+    def produce(n: int) -> None:
+        for i in range(200):
+            writer.write(f"{n}-{i}\n".encode())
+
+    threads = [threading.Thread(target=produce, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    while any(thread.is_alive() for thread in threads):
+        got += drain(read)  # keep the pipe from filling
+    writer.close()
+    got += drain(read)
+    lines = got.decode().splitlines()
+    assert sorted(lines) == sorted(f"{n}-{i}" for n in range(8) for i in range(200))
+
+
+def test_a_forked_child_starts_afresh(pipe: tuple[int, int]) -> None:
+    _, write = pipe
+    writer = LineWriter(write, flush_seconds=60)
+    writer.write(b"parent's\n")
+    writer.after_fork()  # what Services.after_fork does in a worker
+    writer.write(b"child's\n")
+    assert writer._lines == [b"child's\n"]
+    assert writer._thread is not None and writer._thread.is_alive()
+    writer.close()
 
 
 def test_a_reader_gone_loses_lines_quietly() -> None:

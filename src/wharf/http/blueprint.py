@@ -384,10 +384,7 @@ def _predict(name: str, version: int | None, alias: str | None) -> Any:
         alias,
         media_type(),
         read_body,
-        lambda: (
-            bool(request.query_string)
-            and hotpath.wants_probabilities(request.args.getlist(hotpath.PROBABILITIES))
-        ),
+        _wants_probabilities,
         observe.current(),
         principal().key_id,
     )

@@ -30,6 +30,7 @@ from werkzeug.wsgi import get_content_length
 from wharf.errors import WharfError
 from wharf.http import observe, problems, security
 from wharf.http.bodies import CSV_TYPES, JSON_TYPES, is_json, nonempty, one_value, read_stream, unsupported
+from wharf.http.context import NAME
 from wharf.services.registry import parse_ref
 
 if TYPE_CHECKING:
@@ -150,7 +151,7 @@ class DirectPredict:
     ) -> list[bytes]:
         svc = self.services
         call = observe.Call.of(environ)
-        endpoint = "wharf.predict" if version is None else "wharf.predict_version"
+        endpoint = f"{NAME}.predict" if version is None else f"{NAME}.predict_version"
         address = environ.get("REMOTE_ADDR")
         caller = None
         extra: dict[str, str] | None = None
@@ -191,7 +192,7 @@ class DirectPredict:
             headers += security.cors_headers(svc.settings.cors_origins, environ.get("HTTP_ORIGIN"), "POST")
         headers.append((observe.REQUEST_ID_HEADER, call.request_id))
         key_id = None if caller is None else caller.key_id
-        observe.record(svc, call, endpoint.removeprefix("wharf."), "POST", status, path, address, key_id)
+        observe.record(svc, call, endpoint.removeprefix(f"{NAME}."), "POST", status, path, address, key_id)
         start_response(self._statuses.get(status) or f"{status} UNKNOWN", headers)
         return [body]
 

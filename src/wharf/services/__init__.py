@@ -55,6 +55,7 @@ class Services:
         parent's counts (its snapshot reports them)."""
         self.registry.metadata.engine.dispose(close=False)
         self.telemetry.reset()
+        self.access_log.after_fork()
 
 
 def build_services(settings: Settings) -> Services:

@@ -10,13 +10,17 @@ worker processes sharing one pipe still never interleave.
 from __future__ import annotations
 
 import os
+import select
 import threading
 import time
 
 FLUSH_SECONDS = 0.05
 """How long a line may wait before it is written."""
-MAX_WRITE = 4096
-"""Most bytes one write carries: PIPE_BUF on Linux, within which a pipe write is never split."""
+MAX_WRITE = select.PIPE_BUF
+"""Most bytes one write carries: a pipe write of at most PIPE_BUF bytes is never split (4096 on
+Linux)."""
+JOIN_SECONDS = 5.0
+"""How long :meth:`LineWriter.close` waits for the writer thread's last write."""
 MAX_PENDING = 20_000
 """Most lines kept while the descriptor does not take them (a blocked pipe); more are dropped."""
 
@@ -36,11 +40,13 @@ class LineWriter:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._pid: int | None = None
+        self._thread: threading.Thread | None = None
         self._closed = False
 
     def write(self, line: bytes) -> None:
-        """Keep ``line`` for the next write (or write it now where ``flush_seconds`` is 0)."""
-        if self.flush_seconds <= 0:
+        """Keep ``line`` for the next write (or write it now where ``flush_seconds`` is 0, or once
+        the writer is closed)."""
+        if self.flush_seconds <= 0 or self._closed:
             self._write([line])
             return
         with self._lock:
@@ -62,16 +68,30 @@ class LineWriter:
             self._write(lines)
 
     def close(self) -> None:
+        """Write what is kept, after the writer thread's last write; later lines go out at once."""
         self._closed = True
         self._wake.set()
+        thread = self._thread
+        if thread is not None and self._pid == os.getpid():
+            thread.join(JOIN_SECONDS)
         self.flush()
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's lines, lock and thread are the parent's."""
+        self._lines = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._pid = None
+        self._thread = None
+        self.dropped = 0
 
     def _start(self) -> None:
         with self._lock:
             if self._pid == os.getpid():
                 return
             self._pid = os.getpid()  # a forked worker starts its own writer
-        threading.Thread(target=self._run, name="wharf-log-writer", daemon=True).start()
+            self._thread = threading.Thread(target=self._run, name="wharf-log-writer", daemon=True)
+        self._thread.start()
 
     def _run(self) -> None:
         while not self._closed:
@@ -96,5 +116,6 @@ class LineWriter:
         try:
             while data:
                 data = data[os.write(self.fd, data) :]
-        except OSError:
-            self.dropped += 1  # stdout closed or gone: a lost log line must not fail anything
+        except OSError:  # stdout closed or gone: a lost log line must not fail anything
+            with self._lock:
+                self.dropped += data.count(b"\n")
