@@ -3,6 +3,7 @@ the drift routes, through the Flask test client of an app with auth on."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -144,6 +145,25 @@ def test_header_injection_in_a_request_id_goes_nowhere(
     assert all("\n" not in v and "\r" not in v for _, v in response.headers.items())
     out = logged(client, capfd)
     assert "Injected" not in out and "<html>" not in out
+
+
+def test_generated_request_ids_differ_across_processes() -> None:
+    """Workers are forked from one process: each makes ids of its own."""
+    from wharf.http.observe import new_request_id
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its first ids, then gone
+        os.write(write, " ".join(new_request_id() for _ in range(3)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 1000).decode().split()
+    os.close(read)
+    parent = [new_request_id() for _ in range(3)]
+    assert all(GENERATED_ID.fullmatch(rid) for rid in child + parent)
+    assert len(set(child + parent)) == 6
+    assert {rid[:12] for rid in child}.isdisjoint({rid[:12] for rid in parent})
 
 
 def test_generated_request_ids_differ(client: FlaskClient) -> None:

@@ -11,6 +11,7 @@ one stdout pipe, such a write is never interleaved with another's, so every line
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import time
@@ -36,6 +37,29 @@ MAX_LINE = MAX_WRITE
 """Longest access log line (PIPE_BUF on Linux): a longer path is cut to fit."""
 
 
+class _RequestIds:
+    """New request ids: 12 random hex digits per process, then 12 of a counter.
+
+    Unique across processes and restarts without a system call per request (``os.urandom`` is
+    one, and it lets the interpreter hand the GIL to another thread). A request id names a
+    request in logs; it is not a secret.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)  # each worker its own prefix
+
+    def reset(self) -> None:
+        self._prefix = os.urandom(6).hex()
+        self._count = itertools.count()
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{next(self._count) & 0xFFFF_FFFF_FFFF:012x}"
+
+
+new_request_id = _RequestIds()
+
+
 class Call:
     """What the hooks learn of one request, kept in ``g`` as one object: each ``g`` or
     ``request`` lookup goes through a context-local proxy, and this runs on every prediction."""
@@ -53,7 +77,7 @@ class Call:
     def of(cls, environ: dict[str, Any]) -> Call:
         """A request's record, keeping the request id its client sent where it is a sane one."""
         sent = environ.get(REQUEST_ID_ENVIRON)
-        return cls(sent if sent and REQUEST_ID.fullmatch(sent) else os.urandom(12).hex())
+        return cls(sent if sent and REQUEST_ID.fullmatch(sent) else new_request_id())
 
 
 def begin() -> None:
