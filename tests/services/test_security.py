@@ -149,6 +149,8 @@ BAD_KEYS = {
 @pytest.mark.parametrize("how", BAD_KEYS)
 def test_every_bad_key_gets_the_same_answer(keys: Keys, store: MetadataStore, how: str) -> None:
     record, key = keys.create("admin")
+    while how == "upper-case-id" and record.id.isdigit():  # all digits: upper() changes nothing
+        record, key = keys.create("admin")
     if how == "revoked":
         keys.revoke(record.id)
     if how == "expired":
