@@ -17,7 +17,7 @@ from flask import Blueprint, Response, g, render_template, request
 from werkzeug.wrappers import Response as BaseResponse
 
 from wharf.errors import WharfError
-from wharf.http import problems
+from wharf.http import hotpath, problems
 from wharf.http.bodies import (
     JSON_TYPES,
     int_arg,
@@ -42,7 +42,6 @@ from wharf.http.ui_session import NAME, check_request, login, logout, view, want
 
 MAX_ID = 2**31 - 1
 """Version numbers in a query are at most this (the database's integers)."""
-TRUE = frozenset({"1", "true", "yes", "on"})
 
 
 def make_ui_blueprint() -> Blueprint:
@@ -124,7 +123,7 @@ def predict(name: str) -> Any:
         raise unsupported(JSON_TYPES[:1])
     data = read_body(svc.settings.max_body_bytes)
     version = int_arg("version", 0, 1, MAX_ID) or None
-    probabilities = (query_arg("probabilities") or "").lower() in TRUE
+    probabilities = hotpath.wants_probabilities(request.args.getlist(hotpath.PROBABILITIES))
     return json_response(svc.inference.predict(name, version, data, probabilities=probabilities))
 
 
