@@ -4,10 +4,14 @@ names its place. No Flask here: the decoder is a plain object."""
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import hypothesis
 import numpy as np
+import orjson
 import pytest
+from hypothesis import strategies as st
 
 from wharf.batch import Batch
 from wharf.errors import ContentTooLarge, InvalidInput, MalformedBody, WharfError, suggest
@@ -390,3 +394,180 @@ def test_return_accepted(value: Any) -> None:
 def test_return_typo_is_suggested() -> None:
     with pytest.raises(MalformedBody, match="Did you mean 'probabilities'"):
         Decoder(NUMERIC, max_rows=10).decode({"instances": [GOOD], "return": ["probabilties"]})
+
+
+# -- decode_plain: numeric rows straight from the bytes ------------------------------------------
+
+FLOATS = Signature.numbered(3)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"instances": [[1.5, 2, 1], [-3e2, 0, 0], [0.25, -7, 1]]}',
+        '{"inputs": [[1.5, 2, 1]]}',
+        ' \n{ "instances" :[ [1E5,-0,1] , [4.9e-324, 9007199254740993, 0] ] }\t',
+        '{"instances": [[-1, 9223372036854775808, 1], [0, 18446744073709551615, 0]]}',  # past int64
+    ],
+)
+def test_plain_rows_are_decoded_from_the_bytes_as_the_parsed_body_is(text: str) -> None:
+    decoder = Decoder(NUMERIC, max_rows=100)
+    plain = decoder.decode_plain(text.encode())
+    assert plain is not None
+    parsed = decoder.decode(orjson.loads(text)).as_array()
+    assert plain.as_array().dtype == parsed.dtype == np.float64
+    assert np.array_equal(plain.as_array(), parsed)
+    assert np.signbit(plain.as_array()).tolist() == np.signbit(parsed).tolist()
+    assert plain.as_array().flags.writeable
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"instances": [[1, 2, 1]], "return": ["probabilities"]}',  # an option: the parsed path
+        '{"dataframe_records": [[1, 2, 1]]}',
+        '{"instances": [{"x": 1, "n": 2, "flag": 1}]}',
+        '{"instances": [[1, 2, 2]]}',  # not a bool
+        '{"instances": [[1, 2, true]]}',
+        '{"instances": [[1, 2, null]]}',
+        '{"instances": [[1, 2]]}',
+        '{"instances": [[1, 2, 1], [1, 2]]}',
+        '{"instances": [[1, [], [2, 1]]]}',  # three items, three numbers, one list too many
+        '{"instances": [[1, 2, [1]]]}',
+        '{"instances": []}',
+        '{"instances": [1, 2, 1]}',
+        '{"instances": [[1, 2, 1]], "instances": [[1, 2, 1]]}',
+        '{"instances": [[1, 18446744073709551616, 1]]}',  # past uint64: numpy makes objects
+        '{"instances": [[1, 1e400, 1]]}',
+        '{"instances": [[1, 2, 1]]} trailing',
+        '\ufeff{"instances": [[1, 2, 1]]}',
+        "[[1, 2, 1]]",
+        '{"instances": [[1, 2, 1]',
+    ],
+)
+def test_anything_but_plain_rows_is_left_to_the_parsed_path(text: str) -> None:
+    assert Decoder(NUMERIC, max_rows=100).decode_plain(text.encode()) is None
+
+
+def test_plain_rows_over_the_row_limit_are_left_to_the_parsed_path() -> None:
+    body = orjson.dumps({"instances": [[1.0, 2.0, 3.0]] * 3})
+    assert Decoder(FLOATS, max_rows=3).decode_plain(body) is not None
+    assert Decoder(FLOATS, max_rows=2).decode_plain(body) is None
+
+
+def test_a_model_with_text_columns_never_takes_plain_rows() -> None:
+    assert Decoder(MIXED, max_rows=10).decode_plain(b'{"instances": [[1, 2, 3, 4, 5]]}') is None
+
+
+def test_a_failed_plain_parse_leaves_later_bodies_decodable() -> None:
+    decoder = Decoder(FLOATS, max_rows=10)
+    for bad in (b'{"instances": [[1, 2, "x"]]}', b'{"instances": [[1, 2', b'{"instances": [[1, 2, 3]]}'):
+        decoder.decode_plain(bad)
+        plain = decoder.decode_plain(b'{"instances": [[4, 5, 6]]}')
+        assert plain is not None and plain.as_array().tolist() == [[4.0, 5.0, 6.0]]
+
+
+def test_plain_rows_decode_alike_in_many_threads_at_once() -> None:
+    decoder = Decoder(Signature.numbered(20), max_rows=1000)
+    rng = np.random.default_rng(0)
+    arrays = [rng.normal(size=(int(rng.integers(1, 400)), 20)) for _ in range(64)]
+    bodies = [orjson.dumps({"instances": a.tolist()}) for a in arrays]
+    with ThreadPoolExecutor(16) as pool:
+        decoded = list(pool.map(decoder.decode_plain, bodies * 4))
+    for batch, expected in zip(decoded, arrays * 4, strict=True):
+        assert batch is not None and np.array_equal(batch.as_array(), expected)
+
+
+_NUMBER_TEXT = st.one_of(
+    st.sampled_from(["0", "1", "0.0", "1.0", "1e0"]),
+    st.integers(min_value=-(2**70), max_value=2**70).map(str),
+    st.integers(min_value=-(2**66), max_value=2**66).map(str),
+    st.floats(allow_nan=False, allow_infinity=False).map(lambda x: orjson.dumps(x).decode()),
+    st.sampled_from(
+        [
+            "1E5",
+            "1e-5",
+            "-0",
+            "-0.0",
+            "0.1e1",
+            "1E+2",
+            "4.9e-324",
+            "1e-400",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775809",
+            "18446744073709551616",
+            "9007199254740993",
+        ]
+    ),
+)
+"""Valid JSON numbers, ordinary and at the edges of int64, uint64 and float64."""
+_ODD_TEXT = st.sampled_from(
+    [
+        "true",
+        "false",
+        "null",
+        '"1"',
+        "[]",
+        "{}",
+        "[1]",
+        "[1, 2]",
+        "1e400",
+        "01",
+        "1.",
+        ".5",
+        "+1",
+        "1e",
+        "NaN",
+        "Infinity",
+    ]
+)
+"""Values that are not numbers, and numbers JSON does not allow."""
+_SPACE = st.sampled_from(["", " ", "\n", "\t "])
+_SIGNATURES = [NUMERIC, FLOATS, Signature.numbered(1)]
+
+
+@st.composite
+def _bodies(draw: st.DrawFn, width: int) -> bytes:
+    """Bodies near the plain shape: rows mostly of ``width`` numbers, now and then something else
+    (a value that is not a number, a nested list, a row of another length, another key, an option,
+    a byte order mark, trailing bytes)."""
+    odd = draw(st.integers(0, 6)) == 0
+
+    def row() -> str:
+        if draw(st.integers(0, 9)) == 0:
+            return draw(st.one_of(_NUMBER_TEXT, _ODD_TEXT))
+        size = width if draw(st.integers(0, 9)) else draw(st.integers(0, width + 2))
+        cells = [
+            draw(_ODD_TEXT) if odd and draw(st.integers(0, 3)) == 0 else draw(_NUMBER_TEXT)
+            for _ in range(size)
+        ]
+        return "[" + f",{draw(_SPACE)}".join(cells) + "]"
+
+    rows = [row() for _ in range(draw(st.sampled_from([1, 2, 3, 1, 2, 3, 0, 4])))]
+    key = draw(st.sampled_from(["instances", "inputs"] * 4 + ["dataframe_records", "x"]))
+    space = draw(_SPACE)
+    pairs = [f'"{key}":{space}[{space}' + f",{space}".join(rows) + f"{space}]"]
+    if draw(st.integers(0, 5)) == 0:
+        pairs.append(draw(st.sampled_from(['"return": ["probabilities"]', '"id": "a"', '"instances": []'])))
+    text = draw(_SPACE) + "{" + ",".join(pairs) + "}"
+    if draw(st.integers(0, 5)) == 0:
+        text = draw(st.sampled_from(["\ufeff", "x"])) + text
+    if draw(st.integers(0, 5)) == 0:
+        text += draw(st.sampled_from(["x", "}", "]"]))
+    return text.encode()
+
+
+@hypothesis.given(data=st.data(), which=st.integers(0, len(_SIGNATURES) - 1))
+@hypothesis.settings(max_examples=1500, deadline=None)
+def test_plain_rows_decode_exactly_as_the_parsed_body_does(data: st.DataObject, which: int) -> None:
+    """Whatever the bytes, the fast path either declines or returns what the parsed path does."""
+    signature = _SIGNATURES[which]
+    body = data.draw(_bodies(len(signature.names)))
+    decoder = Decoder(signature, max_rows=3)
+    plain = decoder.decode_plain(body)
+    if plain is None:
+        return
+    parsed = decoder.decode(orjson.loads(body))  # raises if the fast path took what the parsed refuses
+    assert plain.as_array().dtype == parsed.as_array().dtype
+    assert np.array_equal(plain.as_array(), parsed.as_array())

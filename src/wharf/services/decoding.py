@@ -17,12 +17,14 @@ import csv
 import io
 import math
 import reprlib
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterable, Sequence, Sized
 from operator import itemgetter
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import numpy as np
 import orjson
+import simdjson
 
 from wharf.batch import Batch
 from wharf.errors import ContentTooLarge, InvalidInput, MalformedBody, suggest
@@ -32,6 +34,8 @@ ROW_KEYS = ("instances", "dataframe_records")
 ENVELOPE_KEYS = frozenset({"instances", "inputs", "dataframe_split", "dataframe_records"})
 OPTION_KEYS = frozenset({"return", "parameters", "params", "id"})
 RETURNABLE = ("predictions", "probabilities")
+PLAIN_KEYS = frozenset({"instances", "inputs"})
+"""Envelopes whose value, as a list of numeric rows, :meth:`Decoder.decode_plain` decodes."""
 TEXT_MISSING = frozenset({"", "nan", "na", "null"})
 INT64_BOUND = 2.0**63
 """Floats at or beyond this magnitude do not fit an int64 column and stay floats."""
@@ -54,6 +58,29 @@ def parse_json(data: bytes, field: str = "body") -> Any:
             f"{what} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
             field=field,
         ) from exc
+
+
+class _Parsers:
+    """Idle simdjson parsers. A parser serves one document at a time and keeps its buffers, sized
+    to the largest document it has read, for the next; a few are kept, the rest are let go."""
+
+    KEEP = 4
+
+    def __init__(self) -> None:
+        self._idle: deque[simdjson.Parser] = deque()  # append and pop are atomic
+
+    def take(self) -> simdjson.Parser:
+        try:
+            return self._idle.pop()
+        except IndexError:
+            return simdjson.Parser()
+
+    def give(self, parser: simdjson.Parser) -> None:
+        if len(self._idle) < self.KEEP:
+            self._idle.append(parser)
+
+
+_PARSERS = _Parsers()
 
 
 def show(value: Any) -> str:
@@ -85,6 +112,59 @@ class Decoder:
         self.bool_index = [j for j, c in enumerate(self.columns) if c.dtype == "bool"]
 
     # -- envelopes ---------------------------------------------------------------------------
+
+    def decode_plain(self, data: bytes) -> Batch | None:
+        """The rows of a body that holds nothing but numeric rows in signature order,
+        ``{"instances": [[...], ...]}`` or ``{"inputs": [[...], ...]}``, parsed by simdjson straight
+        into one float array (no Python object per value, so no garbage to collect).
+
+        :returns: the batch :meth:`decode` would return for the parsed body, or ``None`` when the
+            body is anything else (another shape, another key, a value that is not a number, a row
+            of another length, invalid JSON): :meth:`decode` then takes it and says what is wrong.
+        """
+        if not self.numeric or data.startswith(b"\xef\xbb\xbf"):  # orjson refuses a BOM; so must this
+            return None
+        # Rows as objects, columns and the MLflow shapes are parsed once, by decode(), not twice:
+        # a list of lists opens with "[" then "[".
+        start = data.find(b"[")
+        if start < 0 or data[start + 1 : start + 65].lstrip()[:1] != b"[":
+            return None
+        parser = _PARSERS.take()
+        try:
+            array = self._plain_array(parser, data)
+        except Exception:
+            # Whatever this path cannot take, decode() takes and explains. The parser is dropped:
+            # one that failed may still be holding a document.
+            return None
+        _PARSERS.give(parser)
+        if array is None or not self._fits(array):
+            return None
+        return Batch(self.names, array=array)
+
+    def _plain_array(self, parser: simdjson.Parser, data: bytes) -> np.ndarray | None:
+        doc = parser.parse(data)
+        if not isinstance(doc, simdjson.Object) or len(doc) != 1:
+            return None
+        (key,) = doc.keys()
+        if key not in PLAIN_KEYS:
+            return None
+        rows = doc[key]
+        if not isinstance(rows, simdjson.Array):
+            return None
+        n_rows, width = len(rows), len(self.names)
+        if not 0 < n_rows <= self.max_rows:
+            return None
+        # A row that is a number has no len(): TypeError, so declined. Strings and objects have
+        # one, and as_buffer refuses them below.
+        if set(map(len, cast("Iterable[Sized]", rows))) != {width}:
+            return None
+        values = np.frombuffer(rows.as_buffer(of_type="d"), dtype=np.float64)
+        # as_buffer flattens nested lists: a row with a list in it has more than one "[" of its
+        # own. The body's only string is its one key, so every "[" in it opens a list.
+        opened = np.count_nonzero(np.frombuffer(data, dtype=np.uint8) == ord("["))
+        if values.size != n_rows * width or opened != n_rows + 1:
+            return None
+        return values.reshape(n_rows, width)
 
     def decode(self, body: Any) -> Batch:
         """Decode a parsed JSON body.

@@ -463,6 +463,8 @@ class InferenceService:
                 return hit
         if csv:
             batch = served.decoder.decode_csv(data)
+        elif (plain := served.decoder.decode_plain(data)) is not None:
+            batch = plain
         else:
             body = parse_json(data)
             batch = served.decoder.decode(body)
