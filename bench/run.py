@@ -34,6 +34,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from wharf.services.decoding import Decoder
+from wharf.signature import Signature
+
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 LUA = HERE / "wrk" / "post.lua"
@@ -154,22 +157,38 @@ def combine(runs: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
-def limit(model: Any, body: bytes, seconds: float) -> dict[str, float]:
+def standard_decode(body: bytes) -> np.ndarray:
+    """The limit's decoding: orjson, then numpy over the parsed lists."""
+    return np.asarray(orjson.loads(body)["instances"], dtype=np.float64)
+
+
+WHARF_DECODER = Decoder(Signature.numbered(20), max_rows=BIG_ROWS)
+
+
+def wharf_decode(body: bytes) -> np.ndarray:
+    """wharf's own decoding of the same body (its decoder for 20 numeric features)."""
+    batch = WHARF_DECODER.decode_plain(body)
+    if batch is None:
+        raise SystemExit("wharf's decoder did not take the benchmark's body")
+    return batch.as_array()
+
+
+def limit(model: Any, body: bytes, seconds: float, decode: Any = standard_decode) -> dict[str, float]:
     """In process, no HTTP, on the server core: decode the same JSON body, predict, encode."""
     previous = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {int(SERVER_CORE)})
     try:
-        return _limit(model, body, seconds)
+        return _limit(model, body, seconds, decode)
     finally:
         os.sched_setaffinity(0, previous)
 
 
-def _limit(model: Any, body: bytes, seconds: float) -> dict[str, float]:
+def _limit(model: Any, body: bytes, seconds: float, decode: Any) -> dict[str, float]:
     calls = 0
     rows = 0
     started = time.perf_counter()
     while time.perf_counter() - started < seconds:
-        X = np.asarray(orjson.loads(body)["instances"], dtype=np.float64)
+        X = decode(body)
         predictions = model.predict(X)
         orjson.dumps({"predictions": predictions}, option=orjson.OPT_SERIALIZE_NUMPY)
         calls += 1
@@ -298,10 +317,14 @@ def run_model(
             runs.setdefault("lim_big", []).append(
                 limit(answering, big.read_bytes(), args.limit_seconds / args.rounds)
             )
+            for key, body in (("own_one", one), ("own_big", big)):
+                measured = limit(answering, body.read_bytes(), args.limit_seconds / args.rounds, wharf_decode)
+                runs.setdefault(key, []).append(measured)
             for key, target, body, connections in plan:
                 runs.setdefault(key, []).append(wrk(target, body, connections, round_seconds))
     base_w1, base_w2, w1, w2, w3 = (combine(runs[k]) for k in ("base_w1", "base_w2", "w1", "w2", "w3"))
     lim_one, lim_big = combine(runs["lim_one"]), combine(runs["lim_big"])
+    own_one, own_big = combine(runs["own_one"]), combine(runs["own_big"])
 
     w1_name, w2_name, w3_name = "W1 1 row, 1 conn", "W2 1 row, 64 conn", f"W3 {BIG_ROWS} rows, 4 conn"
     ms = 1e-3
@@ -330,6 +353,16 @@ def run_model(
         for k, v in {"baseline W1": base_w1, "baseline W2": base_w2, "W1": w1, "W2": w2, "W3": w3}.items()
     }
     rows.append({"model": name, "errors": errors})
+    # The served path against wharf's own in one process: what HTTP, threads and batching cost.
+    rows.append(
+        {
+            "model": name,
+            "in_process": {
+                "W1 p50 ms": (own_one["call_us"] * ms, w1["p50_us"] * ms, True),
+                "W3 rows/s": (own_big["rows_per_s"], w3["rps"] * BIG_ROWS, False),
+            },
+        }
+    )
     return rows
 
 
@@ -389,6 +422,19 @@ def report(rows: list[dict[str, Any]], memory: dict[str, Any] | None, args: argp
         cells = [r["model"], r["workload"], r["metric"], fmt(r["baseline"]), fmt(r["wharf"]), fmt(r["limit"])]
         cells += [ratio(r["wharf"], r["baseline"], low), ratio(r["wharf"], r["limit"], low)]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Served against wharf's own path in one process (wharf's decoder, the runtime that answers, "
+        "encode; no HTTP), to show what HTTP, threads and batching cost. The limit above decodes "
+        "with orjson and numpy; wharf parses numeric rows straight into a float array.",
+        "",
+        "| model | workload, metric | in process | served | served vs in process |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        for metric, (alone, served, low) in r.get("in_process", {}).items():
+            cells = [r["model"], metric, fmt(alone), fmt(served), ratio(served, alone, low)]
+            lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     for r in rows:
         if "errors" in r:
@@ -418,7 +464,7 @@ def main() -> None:
         "--rounds", type=int, default=3, help="alternating rounds the measured seconds split into"
     )
     parser.add_argument("--workers", type=int, default=1, help="wharf worker processes")
-    parser.add_argument("--threads", type=int, default=64, help="wharf threads per worker")
+    parser.add_argument("--threads", type=int, default=32, help="wharf threads per worker")
     parser.add_argument("--models", default="logreg,forest", help="comma-separated: logreg, forest")
     parser.add_argument(
         "--fast",
