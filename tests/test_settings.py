@@ -15,7 +15,7 @@ def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # no wharf.toml here
     settings = Settings()
     assert settings.home == Path(".wharf")
-    assert (settings.host, settings.port, settings.workers, settings.threads) == ("127.0.0.1", 8000, 1, 64)
+    assert (settings.host, settings.port, settings.workers, settings.threads) == ("127.0.0.1", 8000, 1, 32)
     assert settings.models == ()
     assert settings.strict_versions is False
     assert settings.resolved_database_url == f"sqlite:///{(tmp_path / '.wharf' / 'wharf.db')}"

@@ -134,7 +134,7 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, le=64)
     """Worker processes of the WSGI server."""
 
-    threads: int = Field(64, ge=1, le=1024)
+    threads: int = Field(32, ge=1, le=1024)
     """Threads per worker process: requests answered at once, and so the largest batches."""
 
     models: Names = ()

@@ -25,7 +25,7 @@ from wharf.version import __version__
 @click.option("--host", help="Address to bind [WHARF_HOST; 127.0.0.1].")
 @click.option("--port", type=int, help="Port to bind [WHARF_PORT; 8000].")
 @click.option("--workers", type=int, help="Worker processes [WHARF_WORKERS; 1].")
-@click.option("--threads", type=int, help="Threads per worker, requests served at once [WHARF_THREADS; 64].")
+@click.option("--threads", type=int, help="Threads per worker, requests served at once [WHARF_THREADS; 32].")
 @click.option(
     "--certfile", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="TLS certificate (PEM)."
 )
