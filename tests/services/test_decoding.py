@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from wharf.batch import Batch
 from wharf.errors import ContentTooLarge, InvalidInput, MalformedBody, WharfError, suggest
+from wharf.services import decoding
 from wharf.services.decoding import Decoder, show
 from wharf.signature import Column, Signature
 
@@ -571,3 +572,13 @@ def test_plain_rows_decode_exactly_as_the_parsed_body_does(data: st.DataObject, 
     parsed = decoder.decode(orjson.loads(body))  # raises if the fast path took what the parsed refuses
     assert plain.as_array().dtype == parsed.as_array().dtype
     assert np.array_equal(plain.as_array(), parsed.as_array())
+
+
+def test_parsers_that_read_a_large_body_are_not_kept() -> None:
+    """A parser keeps buffers of about twice the largest body it read: only small readers stay."""
+    parsers = decoding._Parsers()
+    small = parsers.take()
+    parsers.give(small, decoding._Parsers.KEEP_BYTES)
+    assert parsers.take() is small
+    parsers.give(small, decoding._Parsers.KEEP_BYTES + 1)
+    assert parsers.take() is not small

@@ -61,10 +61,12 @@ def parse_json(data: bytes, field: str = "body") -> Any:
 
 
 class _Parsers:
-    """Idle simdjson parsers. A parser serves one document at a time and keeps its buffers, sized
-    to the largest document it has read, for the next; a few are kept, the rest are let go."""
+    """Idle simdjson parsers. A parser serves one document at a time and keeps its buffers, about
+    2.3 times the largest document it has read, for the next. A few are kept, and only those that
+    read bodies up to ``KEEP_BYTES``: one large request must not pin tens of MiB in every worker."""
 
     KEEP = 4
+    KEEP_BYTES = 1 << 20
 
     def __init__(self) -> None:
         self._idle: deque[simdjson.Parser] = deque()  # append and pop are atomic
@@ -75,8 +77,9 @@ class _Parsers:
         except IndexError:
             return simdjson.Parser()
 
-    def give(self, parser: simdjson.Parser) -> None:
-        if len(self._idle) < self.KEEP:
+    def give(self, parser: simdjson.Parser, size: int) -> None:
+        """Keep ``parser``, which has just read ``size`` bytes, for the next body, or let it go."""
+        if size <= self.KEEP_BYTES and len(self._idle) < self.KEEP:
             self._idle.append(parser)
 
 
@@ -136,7 +139,7 @@ class Decoder:
             # Whatever this path cannot take, decode() takes and explains. The parser is dropped:
             # one that failed may still be holding a document.
             return None
-        _PARSERS.give(parser)
+        _PARSERS.give(parser, len(data))
         if array is None or not self._fits(array):
             return None
         return Batch(self.names, array=array)
