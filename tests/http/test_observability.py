@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sklearn.datasets import load_iris
 
 from auth import ADMIN_KEY
-from wharf.services import Services, monitor
+from wharf.services import Services, linewriter, monitor
 from wharf.services.telemetry import Telemetry
 
 IRIS = load_iris(as_frame=True).data.set_axis(IRIS_COLUMNS, axis=1)
@@ -303,6 +303,17 @@ def test_unknown_methods_share_one_label(client: FlaskClient, services: Services
     }
     assert "other" in methods
     assert not any(method.startswith("BREW") for method in methods)
+
+
+def test_access_log_lines_lost_are_counted(
+    client: FlaskClient, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert value(scrape(client, services), "wharf_access_log_dropped_lines_total") == 0
+    monkeypatch.setattr(linewriter, "MAX_PENDING", 0)  # every line finds the writer's store full
+    for _ in range(3):
+        assert client.get("/v1/models").status_code == 200
+    # The scrape's own line is logged after its answer: the three requests' lines are counted.
+    assert value(scrape(client, services), "wharf_access_log_dropped_lines_total") == 3
 
 
 def test_metrics_may_be_public(make_client: Callable[..., FlaskClient]) -> None:

@@ -89,10 +89,12 @@ def test_a_blocked_descriptor_bounds_what_is_kept(
 ) -> None:
     _, write = pipe
     monkeypatch.setattr(linewriter, "MAX_PENDING", 10)
-    writer = LineWriter(write, flush_seconds=60)
+    told: list[int] = []
+    writer = LineWriter(write, flush_seconds=60, on_drop=told.append)
     for _ in range(15):
         writer.write(b"x\n")
     assert writer.dropped == 5
+    assert told == [1] * 5  # one call per line lost, for the metric
     writer.close()
 
 
@@ -141,9 +143,12 @@ def test_a_reader_gone_loses_lines_quietly() -> None:
     read, write = os.pipe()
     os.close(read)  # stdout's reader went away: writes fail with EPIPE
     try:
-        writer = LineWriter(write, flush_seconds=60)
+        told: list[int] = []
+        writer = LineWriter(write, flush_seconds=60, on_drop=told.append)
         writer.write(b"lost\n")
+        writer.write(b"lost too\n")
         writer.close()  # no exception: a lost log line fails nothing
-        assert writer.dropped == 1
+        assert writer.dropped == 2
+        assert told == [2]  # both lines went in one failed write
     finally:
         os.close(write)

@@ -105,6 +105,12 @@ class _Collector:
             (*MODEL, "result"),
             total["cache"],
         )
+        yield _counter(
+            "wharf_access_log_dropped_lines",
+            "Access log lines lost: more were waiting than the log writer keeps, or stdout failed.",
+            (),
+            total["log_dropped"] or {(): 0},  # shown from the start, so that an alert can watch it
+        )
         yield _histogram(
             "wharf_model_load_duration_seconds",
             "Time to load, check and wrap a version.",

@@ -111,7 +111,7 @@ def build_services(settings: Settings) -> Services:
         audit=Audit(metadata.audit),
         limiter=RateLimiter(settings.rate_limits, settings.resolved_rate_limit_storage),
         telemetry=telemetry,
-        access_log=LineWriter(),
+        access_log=LineWriter(on_drop=telemetry.log_lines_dropped),
         monitor=monitor,
         predictions=PredictionLog(
             metadata.predictions,

@@ -13,6 +13,7 @@ import os
 import select
 import threading
 import time
+from collections.abc import Callable
 
 FLUSH_SECONDS = 0.05
 """How long a line may wait before it is written."""
@@ -30,11 +31,19 @@ class LineWriter:
 
     :param fd: where the lines go (1: stdout).
     :param flush_seconds: how long a line may wait; 0 writes each line at once.
+    :param on_drop: called with the number of lines lost (the kept lines were full, or the
+        descriptor failed), so that a metric can show it.
     """
 
-    def __init__(self, fd: int = 1, flush_seconds: float = FLUSH_SECONDS) -> None:
+    def __init__(
+        self,
+        fd: int = 1,
+        flush_seconds: float = FLUSH_SECONDS,
+        on_drop: Callable[[int], None] | None = None,
+    ) -> None:
         self.fd = fd
         self.flush_seconds = flush_seconds
+        self.on_drop = on_drop
         self.dropped = 0
         self._lines: list[bytes] = []
         self._lock = threading.Lock()
@@ -50,11 +59,15 @@ class LineWriter:
             self._write([line])
             return
         with self._lock:
-            if len(self._lines) >= MAX_PENDING:
+            full = len(self._lines) >= MAX_PENDING
+            if full:
                 self.dropped += 1
-                return
-            self._lines.append(line)
-            first = len(self._lines) == 1
+            else:
+                self._lines.append(line)
+                first = len(self._lines) == 1
+        if full:
+            self._lost(1)
+            return
         if first:  # the writer sleeps until a line comes: wake it once per batch, not per line
             if self._pid != os.getpid():
                 self._start()
@@ -117,5 +130,11 @@ class LineWriter:
             while data:
                 data = data[os.write(self.fd, data) :]
         except OSError:  # stdout closed or gone: a lost log line must not fail anything
+            lost = data.count(b"\n")
             with self._lock:
-                self.dropped += data.count(b"\n")
+                self.dropped += lost
+            self._lost(lost)
+
+    def _lost(self, lines: int) -> None:
+        if self.on_drop is not None:
+            self.on_drop(lines)

@@ -83,7 +83,7 @@ class Telemetry:
     :param folder: where every worker of one server writes its snapshot; None in a single process.
     """
 
-    COUNTERS = ("requests", "errors", "rows", "classes", "cache")
+    COUNTERS = ("requests", "errors", "rows", "classes", "cache", "log_dropped")
     HISTOGRAMS = {"durations": LATENCY_BUCKETS, "model_time": LATENCY_BUCKETS, "batch_rows": ROWS_BUCKETS}
 
     def __init__(self, folder: Path | None = None) -> None:
@@ -101,6 +101,8 @@ class Telemetry:
         """(model, version, class) -> rows predicted as that class."""
         self.cache: dict[Key, int] = {}
         """(model, version, "hit" | "miss") -> prediction cache lookups."""
+        self.log_dropped: dict[Key, int] = {}
+        """() -> access log lines lost (the writer's kept lines were full, or stdout failed)."""
         self.values: dict[Key, list[float]] = {}
         """(model, version) -> [count, sum] of a regressor's predicted values."""
         self.durations: dict[Key, Histogram] = {}
@@ -184,6 +186,11 @@ class Telemetry:
         with self._lock:
             self._changes += 1
             self.cache[key] = self.cache.get(key, 0) + 1
+
+    def log_lines_dropped(self, lines: int) -> None:
+        with self._lock:
+            self._changes += 1
+            self.log_dropped[()] = self.log_dropped.get((), 0) + lines
 
     # -- recording (off the hot path) ------------------------------------------------------------
 
