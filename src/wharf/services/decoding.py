@@ -125,7 +125,9 @@ class Decoder:
             body is anything else (another shape, another key, a value that is not a number, a row
             of another length, invalid JSON): :meth:`decode` then takes it and says what is wrong.
         """
-        if not self.numeric or data.startswith(b"\xef\xbb\xbf"):  # orjson refuses a BOM; so must this
+        if not self.numeric or not isinstance(data, bytes):
+            return None
+        if data.startswith(b"\xef\xbb\xbf"):  # orjson refuses a byte order mark; so must this
             return None
         # Rows as objects, columns and the MLflow shapes are parsed once, by decode(), not twice:
         # a list of lists opens with "[" then "[".
@@ -136,8 +138,8 @@ class Decoder:
         try:
             array = self._plain_array(parser, data)
         except Exception:
-            # Whatever this path cannot take, decode() takes and explains. The parser is dropped:
-            # one that failed may still be holding a document.
+            # Whatever this path cannot take, decode() takes and explains. The parser is dropped
+            # (a new one costs nothing), so no state of a failed parse reaches the next body.
             return None
         _PARSERS.give(parser, len(data))
         if array is None or not self._fits(array):
