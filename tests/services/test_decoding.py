@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from wharf.batch import Batch
 from wharf.errors import ContentTooLarge, InvalidInput, MalformedBody, WharfError, suggest
-from wharf.services import decoding
 from wharf.services.decoding import Decoder, show
+from wharf.services.numericrows import Parsers
 from wharf.signature import Column, Signature
 
 NUMERIC = Signature(
@@ -577,9 +577,9 @@ def test_plain_rows_decode_exactly_as_the_parsed_body_does(data: st.DataObject, 
 
 def test_parsers_that_read_a_large_body_are_not_kept() -> None:
     """A parser keeps buffers of about twice the largest body it read: only small readers stay."""
-    parsers = decoding._Parsers()
+    parsers = Parsers()
     small = parsers.take()
-    parsers.give(small, decoding._Parsers.KEEP_BYTES)
+    parsers.give(small, Parsers.KEEP_BYTES)
     assert parsers.take() is small
-    parsers.give(small, decoding._Parsers.KEEP_BYTES + 1)
+    parsers.give(small, Parsers.KEEP_BYTES + 1)
     assert parsers.take() is not small

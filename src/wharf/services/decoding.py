@@ -7,8 +7,10 @@ A :class:`Decoder` is compiled once per version. It accepts the request formats 
 - MLflow: ``{"dataframe_split": {"columns": [...], "data": [[...]]}}`` and ``{"dataframe_records": [...]}``;
 - ``text/csv`` with a header row.
 
-The fast path (every column numeric, rows as lists) is one ``numpy.asarray`` call; the slow
-per-cell scans run only to say precisely which row and column is wrong.
+Every column numeric and rows as lists: :meth:`Decoder.decode_plain` parses such a body straight
+from its bytes into one float array (:mod:`wharf.services.numericrows`); parsed, such rows are one
+``numpy.asarray`` call. The slow per-cell scans run only to say precisely which row and column is
+wrong.
 """
 
 from __future__ import annotations
@@ -17,25 +19,22 @@ import csv
 import io
 import math
 import reprlib
-from collections import deque
-from collections.abc import Iterable, Sequence, Sized
+from collections.abc import Sequence
 from operator import itemgetter
-from typing import Any, NoReturn, cast
+from typing import Any, NoReturn
 
 import numpy as np
 import orjson
-import simdjson
 
 from wharf.batch import Batch
 from wharf.errors import ContentTooLarge, InvalidInput, MalformedBody, suggest
+from wharf.services.numericrows import plain_rows
 from wharf.signature import Column, Signature
 
 ROW_KEYS = ("instances", "dataframe_records")
 ENVELOPE_KEYS = frozenset({"instances", "inputs", "dataframe_split", "dataframe_records"})
 OPTION_KEYS = frozenset({"return", "parameters", "params", "id"})
 RETURNABLE = ("predictions", "probabilities")
-PLAIN_KEYS = frozenset({"instances", "inputs"})
-"""Envelopes whose value, as a list of numeric rows, :meth:`Decoder.decode_plain` decodes."""
 TEXT_MISSING = frozenset({"", "nan", "na", "null"})
 INT64_BOUND = 2.0**63
 """Floats at or beyond this magnitude do not fit an int64 column and stay floats."""
@@ -58,32 +57,6 @@ def parse_json(data: bytes, field: str = "body") -> Any:
             f"{what} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
             field=field,
         ) from exc
-
-
-class _Parsers:
-    """Idle simdjson parsers. A parser serves one document at a time and keeps its buffers, about
-    2.3 times the largest document it has read, for the next. A few are kept, and only those that
-    read bodies up to ``KEEP_BYTES``: one large request must not pin tens of MiB in every worker."""
-
-    KEEP = 4
-    KEEP_BYTES = 1 << 20
-
-    def __init__(self) -> None:
-        self._idle: deque[simdjson.Parser] = deque()  # append and pop are atomic
-
-    def take(self) -> simdjson.Parser:
-        try:
-            return self._idle.pop()
-        except IndexError:
-            return simdjson.Parser()
-
-    def give(self, parser: simdjson.Parser, size: int) -> None:
-        """Keep ``parser``, which has just read ``size`` bytes, for the next body, or let it go."""
-        if size <= self.KEEP_BYTES and len(self._idle) < self.KEEP:
-            self._idle.append(parser)
-
-
-_PARSERS = _Parsers()
 
 
 def show(value: Any) -> str:
@@ -118,58 +91,19 @@ class Decoder:
 
     def decode_plain(self, data: bytes) -> Batch | None:
         """The rows of a body that holds nothing but numeric rows in signature order,
-        ``{"instances": [[...], ...]}`` or ``{"inputs": [[...], ...]}``, parsed by simdjson straight
-        into one float array (no Python object per value, so no garbage to collect).
+        ``{"instances": [[...], ...]}`` or ``{"inputs": [[...], ...]}``, parsed straight into one
+        float array (:mod:`wharf.services.numericrows`).
 
         :returns: the batch :meth:`decode` would return for the parsed body, or ``None`` when the
             body is anything else (another shape, another key, a value that is not a number, a row
             of another length, invalid JSON): :meth:`decode` then takes it and says what is wrong.
         """
-        if not self.numeric or not isinstance(data, bytes):
+        if not self.numeric:
             return None
-        if data.startswith(b"\xef\xbb\xbf"):  # orjson refuses a byte order mark; so must this
-            return None
-        # Rows as objects, columns and the MLflow shapes are parsed once, by decode(), not twice:
-        # a list of lists opens with "[" then "[".
-        start = data.find(b"[")
-        if start < 0 or data[start + 1 : start + 65].lstrip()[:1] != b"[":
-            return None
-        parser = _PARSERS.take()
-        try:
-            array = self._plain_array(parser, data)
-        except Exception:
-            # Whatever this path cannot take, decode() takes and explains. The parser is dropped
-            # (a new one costs nothing), so no state of a failed parse reaches the next body.
-            return None
-        _PARSERS.give(parser, len(data))
+        array = plain_rows(data, len(self.names), self.max_rows)
         if array is None or not self._fits(array):
             return None
         return Batch(self.names, array=array)
-
-    def _plain_array(self, parser: simdjson.Parser, data: bytes) -> np.ndarray | None:
-        doc = parser.parse(data)
-        if not isinstance(doc, simdjson.Object) or len(doc) != 1:
-            return None
-        (key,) = doc.keys()
-        if key not in PLAIN_KEYS:
-            return None
-        rows = doc[key]
-        if not isinstance(rows, simdjson.Array):
-            return None
-        n_rows, width = len(rows), len(self.names)
-        if not 0 < n_rows <= self.max_rows:
-            return None
-        # A row that is a number has no len(): TypeError, so declined. Strings and objects have
-        # one, and as_buffer refuses them below.
-        if set(map(len, cast("Iterable[Sized]", rows))) != {width}:
-            return None
-        values = np.frombuffer(rows.as_buffer(of_type="d"), dtype=np.float64)
-        # as_buffer flattens nested lists: a row with a list in it has more than one "[" of its
-        # own. The body's only string is its one key, so every "[" in it opens a list.
-        opened = np.count_nonzero(np.frombuffer(data, dtype=np.uint8) == ord("["))
-        if values.size != n_rows * width or opened != n_rows + 1:
-            return None
-        return values.reshape(n_rows, width)
 
     def decode(self, body: Any) -> Batch:
         """Decode a parsed JSON body.
