@@ -134,6 +134,14 @@ def test_predictions_equal_the_model(server: Server, iris: tuple[Pipeline, pd.Da
     assert (body["model"], body["version"]) == ("iris", 1)
     assert body["predictions"] == model.predict(sample).tolist()
 
+    # Rows as lists of numbers: the body wharf parses straight into an array (numericrows).
+    for envelope in ("instances", "inputs"):
+        plain = requests.post(
+            f"{server.url}/v1/models/iris/predict", json={envelope: sample.to_numpy().tolist()}, timeout=10
+        )
+        assert plain.status_code == 200, plain.text
+        assert plain.json()["predictions"] == body["predictions"]
+
     csv = requests.post(
         f"{server.url}/v1/models/iris/predict?probabilities=true",
         data=sample.to_csv(index=False),
