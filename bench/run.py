@@ -20,6 +20,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -157,6 +158,10 @@ def combine(runs: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
+Decode = Callable[[bytes], np.ndarray]
+"""A request body to the rows array the model takes."""
+
+
 def standard_decode(body: bytes) -> np.ndarray:
     """The limit's decoding: orjson, then numpy over the parsed lists."""
     return np.asarray(orjson.loads(body)["instances"], dtype=np.float64)
@@ -173,7 +178,7 @@ def wharf_decode(body: bytes) -> np.ndarray:
     return batch.as_array()
 
 
-def limit(model: Any, body: bytes, seconds: float, decode: Any = standard_decode) -> dict[str, float]:
+def limit(model: Any, body: bytes, seconds: float, decode: Decode = standard_decode) -> dict[str, float]:
     """In process, no HTTP, on the server core: decode the same JSON body, predict, encode."""
     previous = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {int(SERVER_CORE)})
@@ -183,7 +188,7 @@ def limit(model: Any, body: bytes, seconds: float, decode: Any = standard_decode
         os.sched_setaffinity(0, previous)
 
 
-def _limit(model: Any, body: bytes, seconds: float, decode: Any) -> dict[str, float]:
+def _limit(model: Any, body: bytes, seconds: float, decode: Decode) -> dict[str, float]:
     calls = 0
     rows = 0
     started = time.perf_counter()
